@@ -1,0 +1,286 @@
+"""
+Who is on the network and who may pass: the one authorization table
+(MAC -> Session) and the IP <-> MAC map it is consulted through.
+
+The table knows nothing about DNS, HTTP or nftables.  Everything else either
+asks it (DNS, web) or observes it (firewall, store, metrics) through
+L{IAuthorizationObserver}.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from collections.abc import Iterator, Mapping
+
+import attrs
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+log = Logger()
+
+
+class InvalidMAC(ValueError):
+    """Text that is not a MAC address."""
+
+
+_MAC = re.compile(r"[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
+
+
+def normalise_mac(text: str) -> str:
+    """
+    Return C{text} as a lower-case, colon-separated MAC address.
+
+    Accepts the two spellings DHCP servers and kernels write (``:`` or ``-``
+    between six two-digit hex groups); anything else is rejected, so that a
+    MAC is normalised once at the edge and compared as a plain string after.
+
+    @raise InvalidMAC: if C{text} is not a MAC address.
+    """
+    candidate = text.strip().lower()
+    if not _MAC.fullmatch(candidate):
+        raise InvalidMAC(f"not a MAC address: {text!r}")
+    return candidate.replace("-", ":")
+
+
+def normalise_ip(text: str) -> str:
+    """
+    Return C{text} as the canonical text of an IP address (IPv4-mapped IPv6
+    addresses, as a dual-stack socket reports IPv4 peers, become IPv4).
+
+    @raise ValueError: if C{text} is not an IP address.
+    """
+    address = ipaddress.ip_address(text.strip())
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return str(address)
+
+
+class EndReason(enum.Enum):
+    """Why a session ended."""
+
+    LOGOUT = "logout"
+    EXPIRED = "expired"
+    IDLE = "idle"
+    QUOTA = "quota"
+    ADMIN = "admin"
+    REPLACED = "replaced"
+
+
+@attrs.frozen
+class Session:
+    """
+    One authorized client: who, how, when, and within which limits.
+
+    Times are seconds on the table's clock (the reactor's, in production).
+    """
+
+    mac: str
+    ip: str
+    method: str
+    started: float
+    expires: float | None
+    user: str | None = None
+    idle_timeout: float | None = None
+    quota_bytes: int | None = None
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds left, or C{None} for a session without an end."""
+        if self.expires is None:
+            return None
+        return max(0.0, self.expires - now)
+
+
+class IAuthorizationObserver(Interface):
+    """
+    Something that follows the authorization table: the firewall, the store,
+    metrics, logs.  Called synchronously, in the order the changes happen.
+    """
+
+    def session_started(session: Session) -> None:
+        """A client was authorized (or re-authorized, replacing its session)."""
+
+    def session_extended(session: Session) -> None:
+        """A session's end moved; C{session} is the new value."""
+
+    def session_ended(session: Session, reason: EndReason) -> None:
+        """A session ended (logout, expiry, limits, an operator)."""
+
+
+@implementer(IAuthorizationObserver)
+class SessionLog:
+    """The operator's log of every change to the table."""
+
+    def session_started(self, session: Session) -> None:
+        log.info(
+            "authorized {mac} ({ip}) by {method}{user} until {expires}",
+            mac=session.mac,
+            ip=session.ip,
+            method=session.method,
+            user=f" as {session.user}" if session.user else "",
+            expires="its end" if session.expires is None else f"t={session.expires:.0f}",
+        )
+
+    def session_extended(self, session: Session) -> None:
+        log.info("extended {mac} until t={expires}", mac=session.mac, expires=session.expires)
+
+    def session_ended(self, session: Session, reason: EndReason) -> None:
+        log.info("deauthorized {mac} ({ip}): {reason}", mac=session.mac, ip=session.ip, reason=reason.value)
+
+
+class AuthorizationTable:
+    """
+    MAC -> L{Session}: the single source of truth about who may pass.
+
+    Expiry is scheduled on the injected clock, one call per session, cancelled
+    and rescheduled whenever the session changes.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._sessions: dict[str, Session] = {}
+        self._expiry_calls: dict[str, IDelayedCall] = {}
+        self._observers: list[IAuthorizationObserver] = []
+
+    # --- observers ---
+
+    def add_observer(self, observer: IAuthorizationObserver) -> None:
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: IAuthorizationObserver) -> None:
+        self._observers.remove(observer)
+
+    def _notify(self, event: str, *args: object) -> None:
+        for observer in list(self._observers):
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                # One broken observer must not stop the others, nor the table.
+                log.failure("observer {observer!r} failed on {event}", observer=observer, event=event)
+
+    # --- queries ---
+
+    def is_authorized(self, mac: str | None) -> bool:
+        return mac is not None and mac in self._sessions
+
+    def session(self, mac: str | None) -> Session | None:
+        return self._sessions.get(mac) if mac is not None else None
+
+    def sessions(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    # --- commands ---
+
+    def authorize(
+        self,
+        mac: str,
+        *,
+        ip: str,
+        method: str,
+        duration: float | None,
+        user: str | None = None,
+        idle_timeout: float | None = None,
+        quota_bytes: int | None = None,
+    ) -> Session:
+        """
+        Let C{mac} pass for C{duration} seconds (C{None}: until ended).
+        An existing session of the same MAC is replaced.
+        """
+        now = self._clock.seconds()
+        session = Session(
+            mac=normalise_mac(mac),
+            ip=ip,
+            method=method,
+            started=now,
+            expires=None if duration is None else now + duration,
+            user=user,
+            idle_timeout=idle_timeout,
+            quota_bytes=quota_bytes,
+        )
+        self._install(session)
+        self._notify("session_started", session)
+        return session
+
+    def restore(self, session: Session) -> bool:
+        """
+        Put back a session that existed before (from the store), unless it
+        has already expired.  Observers see it as started.
+        """
+        if session.expires is not None and session.expires <= self._clock.seconds():
+            return False
+        self._install(session)
+        self._notify("session_started", session)
+        return True
+
+    def extend(self, mac: str, seconds: float) -> Session | None:
+        """Move the end of C{mac}'s session C{seconds} later."""
+        session = self._sessions.get(mac)
+        if session is None or session.expires is None:
+            return session
+        session = attrs.evolve(session, expires=session.expires + seconds)
+        self._install(session)
+        self._notify("session_extended", session)
+        return session
+
+    def deauthorize(self, mac: str, reason: EndReason) -> Session | None:
+        """End C{mac}'s session, if it has one."""
+        session = self._sessions.pop(mac, None)
+        self._cancel_expiry(mac)
+        if session is not None:
+            self._notify("session_ended", session, reason)
+        return session
+
+    def _install(self, session: Session) -> None:
+        self._cancel_expiry(session.mac)
+        self._sessions[session.mac] = session
+        if session.expires is not None:
+            delay = max(0.0, session.expires - self._clock.seconds())
+            self._expiry_calls[session.mac] = self._clock.callLater(delay, self._expire, session.mac)
+
+    def _cancel_expiry(self, mac: str) -> None:
+        call = self._expiry_calls.pop(mac, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _expire(self, mac: str) -> None:
+        self._expiry_calls.pop(mac, None)
+        self.deauthorize(mac, EndReason.EXPIRED)
+
+
+class Neighbours:
+    """
+    Which MAC is behind which IP right now.
+
+    Replaced atomically from a snapshot (the lease watcher's merged view), so
+    a lookup never sees half of an update.  An IP maps to exactly one MAC; a
+    MAC may hold several IPs (IPv4 and IPv6, or two leases).
+    """
+
+    def __init__(self) -> None:
+        self._mac_by_ip: dict[str, str] = {}
+        self._ips_by_mac: dict[str, frozenset[str]] = {}
+
+    def replace(self, mac_by_ip: Mapping[str, str]) -> None:
+        """Make C{mac_by_ip} (normalised IP -> normalised MAC) the whole map."""
+        ips_by_mac: dict[str, set[str]] = {}
+        for ip, mac in mac_by_ip.items():
+            ips_by_mac.setdefault(mac, set()).add(ip)
+        self._mac_by_ip = dict(mac_by_ip)
+        self._ips_by_mac = {mac: frozenset(ips) for mac, ips in ips_by_mac.items()}
+
+    def mac_for(self, ip: str) -> str | None:
+        return self._mac_by_ip.get(ip)
+
+    def ips_for(self, mac: str) -> frozenset[str]:
+        return self._ips_by_mac.get(mac, frozenset())
+
+    def snapshot(self) -> dict[str, str]:
+        return dict(self._mac_by_ip)
+
+    def __len__(self) -> int:
+        return len(self._mac_by_ip)

@@ -1,0 +1,626 @@
+"""
+portald's configuration: YAML in, one validated, frozen L{Config} out.
+
+Every section is a frozen attrs class whose fields carry their own parser
+(``metadata["parse"]``).  The loader walks the YAML *node* tree rather than
+the loaded Python objects, so that every error can name the key path, the
+line it is on, and what was expected.  Unknown and duplicate keys are errors:
+a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import yaml
+
+from portald.clients import InvalidMAC, normalise_mac
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+LEASE_FORMATS = ("dnsmasq", "isc-dhcpd", "kea")
+AUTH_METHODS = ("click-through", "access-code")
+FIREWALL_BACKENDS = ("none", "nftables")
+ON_STOP_CHOICES = ("keep", "remove")
+
+DEFAULT_CONFIG_PATH = "/etc/portald/portald.yaml"
+
+
+class ConfigError(Exception):
+    """
+    A configuration that cannot be used, with where and why.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str = "",
+        line: int | None = None,
+        source: str = "",
+    ) -> None:
+        self.message = message
+        self.key = key
+        self.line = line
+        self.source = source
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = self.source or "configuration"
+        if self.line is not None:
+            where += f", line {self.line}"
+        if self.key:
+            return f"{where}: {self.key}: {self.message}"
+        return f"{where}: {self.message}"
+
+
+@attrs.frozen
+class Node:
+    """
+    A YAML node together with the dotted key path that led to it.
+    """
+
+    yaml_node: yaml.Node
+    key: str
+    loader: yaml.SafeLoader
+    # Every key path seen so far -> its line, shared by the whole tree, so
+    # that checks spanning several keys can still say where.
+    lines: dict[str, int] = attrs.field(factory=dict, eq=False)
+
+    def child(self, yaml_node: yaml.Node, key: str) -> Node:
+        return Node(yaml_node, key, self.loader, self.lines)
+
+    @property
+    def line(self) -> int:
+        return self.yaml_node.start_mark.line + 1
+
+    def error(self, expected: str) -> ConfigError:
+        got = self.describe()
+        return ConfigError(f"expected {expected}, got {got}", key=self.key, line=self.line)
+
+    def describe(self) -> str:
+        node = self.yaml_node
+        if isinstance(node, yaml.MappingNode):
+            return "a mapping"
+        if isinstance(node, yaml.SequenceNode):
+            return "a list"
+        value = self.scalar()
+        if value is None:
+            return "nothing (null)"
+        return repr(value)
+
+    def scalar(self) -> Any:
+        if not isinstance(self.yaml_node, yaml.ScalarNode):
+            return self.yaml_node
+        return self.loader.construct_object(self.yaml_node, deep=True)
+
+
+Parser = Callable[[Node], Any]
+T = TypeVar("T")
+
+
+# --- scalar parsers ----------------------------------------------------------
+
+
+def parse_text(node: Node) -> str:
+    value = node.scalar()
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise node.error("a text value")
+    return str(value)
+
+
+def parse_name(node: Node) -> str:
+    """A non-empty identifier-like word (nft table names, theme names)."""
+    value = node.scalar()
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", value):
+        raise node.error("a name of letters, digits, '-' and '_', starting with a letter")
+    return value
+
+
+def parse_bool(node: Node) -> bool:
+    value = node.scalar()
+    if not isinstance(value, bool):
+        raise node.error("true or false")
+    return value
+
+
+def parse_port(node: Node) -> int:
+    value = node.scalar()
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise node.error("a port number from 1 to 65535")
+    return value
+
+
+def positive_int(node: Node) -> int:
+    value = node.scalar()
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise node.error("a whole number of at least 1")
+    return value
+
+
+def _address_parser(kind: type | tuple[type, ...], expected: str) -> Parser:
+    def parse(node: Node) -> IPAddress:
+        value = node.scalar()
+        try:
+            address = ipaddress.ip_address(value) if isinstance(value, str) else None
+        except ValueError:
+            address = None
+        if not isinstance(address, kind):
+            raise node.error(expected)
+        return address
+
+    return parse
+
+
+parse_ip = _address_parser(
+    (ipaddress.IPv4Address, ipaddress.IPv6Address), "an IP address such as 192.0.2.1 or 2001:db8::1"
+)
+parse_ipv4 = _address_parser(ipaddress.IPv4Address, "an IPv4 address such as 192.0.2.1")
+parse_ipv6 = _address_parser(ipaddress.IPv6Address, "an IPv6 address such as 2001:db8::1")
+
+
+def parse_network(node: Node) -> IPNetwork:
+    value = node.scalar()
+    try:
+        if isinstance(value, str):
+            return ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        pass
+    raise node.error("a network in CIDR form with no host bits set, such as 192.0.2.0/24")
+
+
+_HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def parse_hostname(node: Node) -> str:
+    value = node.scalar()
+    if isinstance(value, str):
+        name = value.lower().rstrip(".")
+        labels = name.split(".")
+        if 0 < len(name) <= 253 and all(_HOSTNAME_LABEL.fullmatch(label) for label in labels):
+            return name
+    raise node.error("a DNS name such as portal.example")
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(node: Node) -> float:
+    """
+    A duration such as ``90s``, ``30m``, ``2h``, ``1h30m``, ``1d`` or
+    ``200ms``, in seconds.  A bare ``0`` means zero (used for "off").
+    """
+    value = node.scalar()
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    if isinstance(value, str):
+        text = value.strip()
+        parts = _DURATION_PART.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    raise node.error("a duration such as 90s, 30m, 2h, 1h30m or 1d")
+
+
+_SIZE = re.compile(r"(\d+)\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "kB": 10**3,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+}
+
+
+def parse_byte_size(node: Node) -> int:
+    """A data amount such as ``500MB`` or ``2GiB``, in bytes; 0 is "none"."""
+    value = node.scalar()
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if match:
+            return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    raise node.error("a data amount such as 500MB, 2GB or 1GiB (0 for unlimited)")
+
+
+def parse_mac(node: Node) -> str:
+    value = node.scalar()
+    try:
+        if isinstance(value, str):
+            return normalise_mac(value)
+    except InvalidMAC:
+        pass
+    raise node.error("a MAC address such as 02:00:00:aa:bb:cc")
+
+
+def parse_path(node: Node) -> Path:
+    """A file path; relative paths are resolved later against the config file."""
+    value = node.scalar()
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise node.error("a file path")
+    return Path(value)
+
+
+def parse_http_path(node: Node) -> str:
+    value = node.scalar()
+    if not isinstance(value, str) or not value.startswith("/") or any(c in value for c in " \t\r\n?#"):
+        raise node.error("a URL path starting with '/', such as /portal")
+    return value
+
+
+def choice(*choices: str) -> Parser:
+    def parse(node: Node) -> str:
+        value = node.scalar()
+        if value not in choices:
+            raise node.error("one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def optional(parse: Parser) -> Parser:
+    def parse_optional(node: Node) -> Any:
+        if isinstance(node.yaml_node, yaml.ScalarNode) and node.scalar() is None:
+            return None
+        return parse(node)
+
+    return parse_optional
+
+
+def list_of(parse: Parser, *, non_empty: bool = False) -> Parser:
+    def parse_list(node: Node) -> tuple[Any, ...]:
+        if not isinstance(node.yaml_node, yaml.SequenceNode):
+            raise node.error("a list")
+        items = tuple(
+            parse(node.child(item, f"{node.key}[{index}]")) for index, item in enumerate(node.yaml_node.value)
+        )
+        if non_empty and not items:
+            raise node.error("a list with at least one entry")
+        return items
+
+    return parse_list
+
+
+# --- compound values -----------------------------------------------------------
+
+
+@attrs.frozen
+class Endpoint:
+    """An address and port, such as an upstream resolver."""
+
+    host: IPAddress
+    port: int
+
+    def __str__(self) -> str:
+        if self.host.version == 6:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+_ENDPOINT = re.compile(r"\[(?P<v6>[^\]]+)\]:(?P<v6port>\d+)|(?P<v4>[0-9.]+):(?P<v4port>\d+)")
+
+
+def endpoint(default_port: int) -> Parser:
+    """``198.51.100.53``, ``198.51.100.53:5353``, ``2001:db8::53`` or ``[2001:db8::53]:5353``."""
+
+    def parse_endpoint(node: Node) -> Endpoint:
+        value = node.scalar()
+        expected = f"an address with an optional port, such as 198.51.100.53 or 198.51.100.53:{default_port}"
+        if not isinstance(value, str):
+            raise node.error(expected)
+        match = _ENDPOINT.fullmatch(value.strip())
+        host, port = value.strip(), str(default_port)
+        if match:
+            host = match.group("v6") or match.group("v4")
+            port = match.group("v6port") or match.group("v4port")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise node.error(expected) from None
+        if not 1 <= int(port) <= 65535:
+            raise node.error(expected + " (port 1 to 65535)")
+        return Endpoint(address, int(port))
+
+    return parse_endpoint
+
+
+@attrs.frozen
+class ProbeRule:
+    """
+    An OS connectivity probe: a host, and a path on it (``None``: any path).
+    """
+
+    host: str
+    path: str | None = None
+
+    def matches(self, host: str, path: str) -> bool:
+        return host == self.host and (self.path is None or path == self.path)
+
+    def __str__(self) -> str:
+        return self.host + (self.path or "")
+
+
+def parse_probe(node: Node) -> ProbeRule:
+    value = node.scalar()
+    expected = "a probe as host or host/path, such as connectivitycheck.gstatic.com/generate_204"
+    if not isinstance(value, str):
+        raise node.error(expected)
+    host, slash, path = value.partition("/")
+    host_node = node.child(yaml.ScalarNode("tag:yaml.org,2002:str", host), node.key)
+    try:
+        name = parse_hostname(host_node)
+    except ConfigError:
+        raise node.error(expected) from None
+    if slash and any(c in path for c in " \t\r\n?#"):
+        raise node.error(expected)
+    return ProbeRule(name, "/" + path if slash else None)
+
+
+# --- sections ------------------------------------------------------------------
+
+
+def setting(parse: Parser, default: Any = attrs.NOTHING, doc: str = "") -> Any:
+    """An attrs field that the YAML loader fills with C{parse}."""
+    return attrs.field(default=default, metadata={"parse": parse, "doc": doc})
+
+
+def section(cls: type[T]) -> Parser:
+    def parse_section(node: Node) -> T:
+        return build(cls, node)
+
+    return parse_section
+
+
+@attrs.frozen
+class PortalSettings:
+    address: ipaddress.IPv4Address = setting(parse_ipv4, doc="the gateway's LAN IPv4 address")
+    subnets: tuple[IPNetwork, ...] = setting(
+        list_of(parse_network, non_empty=True), doc="LAN subnets that clients come from"
+    )
+    address6: ipaddress.IPv6Address | None = setting(optional(parse_ipv6), None)
+    hostname: str = setting(parse_hostname, "portal.example")
+    venue: str = setting(parse_text, "Guest Wi-Fi")
+    terms: str = setting(parse_text, "Be kind to the network and to each other.")
+    interface: str = setting(parse_name, "wlan0")
+
+
+DEFAULT_WALLED_GARDEN: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class DNSSettings:
+    listen: tuple[IPAddress, ...] = setting(list_of(parse_ip), ())
+    port: int = setting(parse_port, 53)
+    upstream: tuple[Endpoint, ...] = setting(list_of(endpoint(53)), ())
+    redirect_ttl: float = setting(parse_duration, 5.0)
+    upstream_timeout: float = setting(parse_duration, 2.0)
+    cache_size: int = setting(positive_int, 10000)
+    max_cache_ttl: float = setting(parse_duration, 3600.0)
+    walled_garden: tuple[str, ...] = setting(list_of(parse_hostname), DEFAULT_WALLED_GARDEN)
+
+
+DEFAULT_PROBES: tuple[ProbeRule, ...] = (
+    ProbeRule("connectivitycheck.gstatic.com", "/generate_204"),
+    ProbeRule("connectivitycheck.android.com", "/generate_204"),
+    ProbeRule("clients3.google.com", "/generate_204"),
+    ProbeRule("www.google.com", "/generate_204"),
+    ProbeRule("www.gstatic.com", "/generate_204"),
+    ProbeRule("captive.apple.com"),
+    ProbeRule("www.apple.com", "/library/test/success.html"),
+    ProbeRule("netcts.cdn-apple.com"),
+    ProbeRule("www.msftconnecttest.com"),
+    ProbeRule("ipv6.msftconnecttest.com"),
+    ProbeRule("www.msftncsi.com", "/ncsi.txt"),
+    ProbeRule("detectportal.firefox.com"),
+    ProbeRule("connectivity-check.ubuntu.com"),
+    ProbeRule("nmcheck.gnome.org", "/check_network_status.txt"),
+    ProbeRule("fedoraproject.org", "/static/hotspot.txt"),
+)
+
+
+@attrs.frozen
+class HTTPSettings:
+    listen: IPAddress | None = setting(optional(parse_ip), None)
+    port: int = setting(parse_port, 80)
+    probes: tuple[ProbeRule, ...] = setting(list_of(parse_probe), DEFAULT_PROBES)
+    theme: Path | None = setting(optional(parse_path), None)
+
+
+@attrs.frozen
+class LeaseSource:
+    format: str = setting(choice(*LEASE_FORMATS))
+    path: Path = setting(parse_path)
+
+
+@attrs.frozen
+class LeaseSettings:
+    sources: tuple[LeaseSource, ...] = setting(list_of(section(LeaseSource), non_empty=True))
+    poll_interval: float = setting(parse_duration, 5.0)
+    debounce: float = setting(parse_duration, 0.1)
+    neighbour_fallback: bool = setting(parse_bool, False)
+
+
+@attrs.frozen
+class AuthSettings:
+    method: str = setting(choice(*AUTH_METHODS), "click-through")
+    codes: tuple[str, ...] = setting(list_of(parse_text), ())
+    timeout: float | None = setting(optional(parse_duration), None)
+    max_attempts: int = setting(positive_int, 5)
+    attempt_window: float = setting(parse_duration, 60.0)
+
+
+@attrs.frozen
+class SessionSettings:
+    timeout: float = setting(parse_duration, 4 * 3600.0)
+    idle_timeout: float = setting(parse_duration, 0.0)
+    quota: int = setting(parse_byte_size, 0)
+    extendable: bool = setting(parse_bool, False)
+    warn_before: float = setting(parse_duration, 300.0)
+    sample_interval: float = setting(parse_duration, 60.0)
+
+
+@attrs.frozen
+class FirewallSettings:
+    backend: str = setting(choice(*FIREWALL_BACKENDS), "none")
+    table: str = setting(parse_name, "portald")
+    allowed_macs: tuple[str, ...] = setting(list_of(parse_mac), ())
+    walled_garden: tuple[IPNetwork, ...] = setting(list_of(parse_network), ())
+    on_stop: str = setting(choice(*ON_STOP_CHOICES), "keep")
+    nft: Path = setting(parse_path, Path("/usr/sbin/nft"))
+    conntrack: Path = setting(parse_path, Path("/usr/sbin/conntrack"))
+
+
+@attrs.frozen
+class StateSettings:
+    database: Path = setting(parse_path, Path("/var/lib/portald/sessions.sqlite3"))
+
+
+@attrs.frozen
+class Config:
+    portal: PortalSettings = setting(section(PortalSettings))
+    leases: LeaseSettings = setting(section(LeaseSettings))
+    dns: DNSSettings = setting(section(DNSSettings), DNSSettings())
+    http: HTTPSettings = setting(section(HTTPSettings), HTTPSettings())
+    auth: AuthSettings = setting(section(AuthSettings), AuthSettings())
+    sessions: SessionSettings = setting(section(SessionSettings), SessionSettings())
+    firewall: FirewallSettings = setting(section(FirewallSettings), FirewallSettings())
+    state: StateSettings = setting(section(StateSettings), StateSettings())
+    source: Path | None = attrs.field(default=None, eq=False)
+
+    @property
+    def dns_listen(self) -> tuple[IPAddress, ...]:
+        """Where DNS listens: as configured, or else the portal's address."""
+        return self.dns.listen or (self.portal.address,)
+
+    @property
+    def http_listen(self) -> IPAddress:
+        return self.http.listen or self.portal.address
+
+    @property
+    def portal_url(self) -> str:
+        """The portal's own root URL, on its own host name."""
+        port = "" if self.http.port == 80 else f":{self.http.port}"
+        return f"http://{self.portal.hostname}{port}/"
+
+    def session_timeout(self) -> float:
+        """The hard session length for the configured login method."""
+        return self.auth.timeout if self.auth.timeout is not None else self.sessions.timeout
+
+
+# --- the loader ---------------------------------------------------------------------
+
+
+def build(cls: type[T], node: Node) -> T:
+    """Build the attrs class C{cls} from a YAML mapping node, strictly."""
+    if not isinstance(node.yaml_node, yaml.MappingNode):
+        raise node.error("a mapping of settings")
+    fields = {field.name: field for field in attrs.fields(cls) if "parse" in field.metadata}
+    values: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    for key_node, value_node in node.yaml_node.value:
+        key = node.child(key_node, node.key).scalar()
+        path = f"{node.key}.{key}" if node.key else str(key)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str) or key not in fields:
+            hint = difflib.get_close_matches(str(key), list(fields), n=1)
+            known = f"did you mean {hint[0]!r}?" if hint else "known keys: " + ", ".join(fields)
+            raise ConfigError(f"unknown key ({known})", key=path, line=line)
+        if key in values:
+            raise ConfigError(f"given twice (first on line {lines[key]})", key=path, line=line)
+        node.lines[path] = line
+        values[key] = fields[key].metadata["parse"](node.child(value_node, path))
+        lines[key] = line
+    missing = [
+        name for name, field in fields.items() if name not in values and field.default is attrs.NOTHING
+    ]
+    if missing:
+        where = node.key or "the top level"
+        raise ConfigError(f"missing required key {missing[0]!r} in {where}", key=node.key, line=node.line)
+    return cls(**values)
+
+
+def _check_consistency(config: Config, lines: dict[str, int]) -> None:
+    """Checks that span more than one key."""
+
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(message, key=key, line=lines.get(key))
+
+    if not any(config.portal.address in subnet for subnet in config.portal.subnets):
+        raise fail("portal.address", "expected an address inside one of portal.subnets")
+    if config.auth.method == "access-code" and not config.auth.codes:
+        raise fail("auth.method", "access-code needs at least one code in auth.codes")
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    """Make relative paths relative to the configuration file's directory."""
+
+    def resolve(path: Path) -> Path:
+        return path if path.is_absolute() else (base / path).resolve()
+
+    sources = tuple(attrs.evolve(s, path=resolve(s.path)) for s in config.leases.sources)
+    theme = resolve(config.http.theme) if config.http.theme else None
+    return attrs.evolve(
+        config,
+        leases=attrs.evolve(config.leases, sources=sources),
+        http=attrs.evolve(config.http, theme=theme),
+        state=attrs.evolve(config.state, database=resolve(config.state.database)),
+    )
+
+
+def parse_config(text: str, source: str = "configuration", base: Path | None = None) -> Config:
+    """
+    Parse and validate configuration text.
+
+    @raise ConfigError: naming the key, line and what was expected.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            line = mark.line + 1 if mark else None
+            problem = e.problem or e.context or "malformed"
+            raise ConfigError(f"YAML syntax error: {problem}", line=line, source=source) from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"YAML error: {e}", source=source) from None
+        if root is None:
+            raise ConfigError("the file is empty; see etc/portald.yaml for an example", source=source)
+        try:
+            top = Node(root, "", loader)
+            config = build(Config, top)
+            _check_consistency(config, top.lines)
+        except ConfigError as e:
+            e.source = source
+            raise
+    finally:
+        loader.dispose()
+    if base is not None:
+        config = _resolve_paths(config, base)
+    return attrs.evolve(config, source=Path(source) if base is not None else None)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, parse and validate the configuration file at C{path}."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read the configuration file: {e.strerror}", source=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("the configuration file is not UTF-8 text", source=str(path)) from None
+    return parse_config(text, str(path), base=path.resolve().parent)

@@ -1,0 +1,53 @@
+"""What to try: logged once at start, so a new user knows where to look."""
+
+from __future__ import annotations
+
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorCore
+from twisted.logger import Logger
+
+from portald.config import Config
+
+log = Logger()
+
+
+def what_to_try(config: Config) -> list[str]:
+    """Commands a person can paste to see this portal work."""
+    dns = config.dns_listen[0]
+    http = config.http_listen
+    port = config.http.port
+    host = f"[{http}]" if http.version == 6 else str(http)
+    return [
+        f"DNS:   dig @{dns} -p {config.dns.port} anything.example A   (unauthorized: the portal's address)",
+        f"DNS:   dig @{dns} -p {config.dns.port} use-application-dns.net   (NXDOMAIN)",
+        f"HTTP:  curl -i -H 'Host: example.com' http://{host}:{port}/   (511 Network Authentication Required)",
+        f"Probe: curl -i -H 'Host: connectivitycheck.gstatic.com' http://{host}:{port}/generate_204   (302 to the portal)",
+        f"Portal: http://{host}:{port}/ with 'Host: {config.portal.hostname}', or open it in a browser",
+    ]
+
+
+class WelcomeService(Service):
+    name = "welcome"
+
+    def __init__(self, config: Config, reactor: IReactorCore) -> None:
+        self._config = config
+        self._reactor = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        # Once the reactor runs: every listener is open by then.
+        self._reactor.callWhenRunning(self._welcome)
+
+    def _welcome(self) -> None:
+        config = self._config
+        log.info(
+            "portald for {venue!r}: portal {hostname} at {address}, firewall backend {backend}, "
+            "configuration {source}",
+            venue=config.portal.venue,
+            hostname=config.portal.hostname,
+            address=config.portal.address,
+            backend=config.firewall.backend,
+            source=config.source or "(built in)",
+        )
+        for line in what_to_try(config):
+            log.info("try {line}", line=line)

@@ -1,0 +1,154 @@
+"""``twistd portald``: the plugin, its options, and the service it builds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from twisted.application.service import IService
+from twisted.internet.testing import MemoryReactorClock
+
+from portald.config import load_config
+from portald.tap import Options, build_service
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_CONFIG = ROOT / "etc" / "dev" / "portald.yaml"
+TWISTD = Path(sys.executable).parent / "twistd"
+
+BROKEN = """\
+portal:
+  address: 192.0.2.1
+  subnets: [192.0.2.0/24]
+leases:
+  sources: [{format: dnsmasq, path: /var/lib/misc/dnsmasq.leases}]
+dns:
+  port: 70000
+"""
+
+
+def test_options_load_the_configuration() -> None:
+    options = Options()
+    options.parseOptions(["--config", str(DEV_CONFIG)])
+    assert options.config == load_config(DEV_CONFIG)
+
+
+def test_broken_configuration_stops_with_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    with pytest.raises(SystemExit) as caught:
+        Options().parseOptions(["--config", str(path)])
+    assert str(caught.value) == (
+        f"portald: configuration error: {path}, line 7: dns.port: expected a port number from 1 to 65535, got 70000"
+    )
+
+
+def test_service_starts_and_stops_cleanly() -> None:
+    reactor = MemoryReactorClock()
+    service = build_service(load_config(DEV_CONFIG), reactor)
+    assert IService.providedBy(service)
+    service.startService()
+    assert service.running
+    assert service.table is not None and len(service.table) == 0
+    result = service.stopService()
+    if result is not None:
+        failures: list = []
+        result.addErrback(failures.append)
+        assert failures == []
+    assert not service.running
+    assert reactor.getDelayedCalls() == []
+
+
+# --- real processes ---
+
+
+def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def test_twistd_lists_the_plugin() -> None:
+    result = run(str(TWISTD), "--help")
+    assert result.returncode == 0
+    assert "portald" in result.stdout
+
+
+def test_twistd_portald_help_documents_every_option() -> None:
+    result = run(str(TWISTD), "portald", "--help")
+    assert result.returncode == 0
+    for option in ("--config", "--version", "--help"):
+        assert option in result.stdout
+    assert "/etc/portald/portald.yaml" in result.stdout
+
+
+def test_twistd_refuses_a_broken_config_before_daemonizing(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN.replace("dns:\n  port: 70000\n", "dsn:\n  port: 53\n"))
+    # No --nodaemon: had it got as far as daemonizing, it would exit 0 and
+    # leave a pid file behind.
+    result = run(
+        str(TWISTD), "--pidfile", str(tmp_path / "twistd.pid"), "portald", "--config", str(path), cwd=tmp_path
+    )
+    assert result.returncode != 0
+    assert f"{path}, line 6: dsn: unknown key (did you mean 'dns'?)" in result.stderr
+    assert not (tmp_path / "twistd.pid").exists()
+
+
+def test_twistd_runs_the_development_config_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [str(TWISTD), "--nodaemon", "--pidfile=", "portald", "--config", str(DEV_CONFIG)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        # As from a terminal: a shell that started us in the background may
+        # have left SIGINT ignored, and Twisted then leaves it alone.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # bounded by the timeout below
+            seen.append(line)
+            if "try Portal:" in line:
+                break
+        else:
+            pytest.fail("twistd ended before it started: " + "".join(seen))
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = "".join(seen) + rest
+    # twistd ends by re-raising the signal it stopped for, as shells expect.
+    assert process.returncode in (0, -signal.SIGINT), output
+    assert "try DNS:   dig @127.0.0.1 -p 8053" in output
+    assert "Traceback" not in output
+    assert "Main loop terminated." in output
+
+
+def test_plugin_is_found_after_a_normal_install(tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    install = run(
+        sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(ROOT)
+    )
+    assert install.returncode == 0, install.stderr
+    assert (target / "twisted" / "plugins" / "portald_plugin.py").exists()
+    assert not (target / "twisted" / "plugins" / "__init__.py").exists()
+    assert not (target / "twisted" / "__init__.py").exists()
+    probe = (
+        "import twisted.plugins, twisted.plugins.portald_plugin as p\n"
+        "from twisted.plugin import getPlugins\n"
+        "from twisted.application.service import IServiceMaker\n"
+        "print(p.__file__)\n"
+        "print(sorted(m.tapname for m in getPlugins(IServiceMaker)))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(target))
+    result = run(sys.executable, "-c", probe, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    plugin_file, names = result.stdout.splitlines()
+    assert plugin_file.startswith(str(target))
+    assert "'portald'" in names and "'dns'" in names  # Twisted's own plugins still there
