@@ -18,6 +18,7 @@ from twisted.python import usage
 from portald import __version__
 from portald.clients import AuthorizationTable, Neighbours, SessionLog
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from portald.dns import DNSService
 from portald.welcome import WelcomeService
 
 
@@ -60,6 +61,8 @@ class PortalService(MultiService):
         self.table = AuthorizationTable(reactor)
         self.table.add_observer(SessionLog())
         self.neighbours = Neighbours()
+        self.dns = DNSService(config, reactor, self.table, self.neighbours)
+        self.dns.setServiceParent(self)
         WelcomeService(config, reactor).setServiceParent(self)
 
 
