@@ -18,6 +18,7 @@ from twisted.python import usage
 from portald import __version__
 from portald.clients import AuthorizationTable, Neighbours, SessionLog
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from portald.leasewatch import LeaseWatcher, make_notifier, watched_files
 from portald.welcome import WelcomeService
 
 
@@ -60,6 +61,16 @@ class PortalService(MultiService):
         self.table = AuthorizationTable(reactor)
         self.table.add_observer(SessionLog())
         self.neighbours = Neighbours()
+        self.leases = LeaseWatcher(
+            watched_files(config.leases.sources),
+            self.neighbours,
+            reactor,
+            notifier=lambda: make_notifier(reactor),
+            debounce=config.leases.debounce,
+            poll_interval=config.leases.poll_interval,
+            neighbour_fallback=config.leases.neighbour_fallback,
+        )
+        self.leases.setServiceParent(self)
         WelcomeService(config, reactor).setServiceParent(self)
 
 
