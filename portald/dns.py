@@ -57,6 +57,7 @@ from portald.dnswire import (
     RCODE_SERVFAIL,
     TYPE_A,
     TYPE_AAAA,
+    SimpleQuery,
     address_record,
     build_answer,
     parse_simple_query,
@@ -68,6 +69,7 @@ from portald.upstream import Forwarder
 log = Logger()
 
 CANARY = b"use-application-dns.net"
+CANARY_SUBDOMAINS = b"." + CANARY
 # BADVERS (RFC 6891): extended rcode 16, carried as 1 in the OPT's upper bits.
 BADVERS_EXTENDED = 1
 # A TCP client that sends nothing for this long is disconnected.
@@ -86,17 +88,6 @@ class Verdict(enum.Enum):
     REDIRECT = "redirect"
 
 
-def _in_zones(name: bytes, zones: frozenset[bytes]) -> bool:
-    """Whether C{name} is one of C{zones} or a subdomain of one."""
-    while True:
-        if name in zones:
-            return True
-        dot = name.find(b".")
-        if dot < 0:
-            return False
-        name = name[dot + 1 :]
-
-
 class Policy:
     """Who gets which answer: the one place both paths ask."""
 
@@ -106,7 +97,8 @@ class Policy:
         self._table = table
         self._portal = config.portal.hostname.encode("ascii")
         self._walled = frozenset(name.encode("ascii") for name in config.dns.walled_garden)
-        self._canary = frozenset([CANARY])
+        # For one C-level test per query: ".zone" matches any subdomain.
+        self._walled_subdomains = tuple(b"." + name for name in self._walled)
         self._sources: dict[str, str | None] = {}
 
     def client(self, source: str) -> str | None:
@@ -129,11 +121,11 @@ class Policy:
 
     def classify(self, client: str, name: bytes) -> Verdict:
         """What C{client} (normalised, inside the LAN) gets for C{name} (lower case)."""
-        if _in_zones(name, self._canary):
+        if name == CANARY or name.endswith(CANARY_SUBDOMAINS):
             return Verdict.CANARY
         if name == self._portal:
             return Verdict.PORTAL
-        if self._walled and _in_zones(name, self._walled):
+        if name in self._walled or (self._walled_subdomains and name.endswith(self._walled_subdomains)):
             return Verdict.WALLED_GARDEN
         if self._table.is_authorized(self._neighbours.mac_for(client)):
             return Verdict.FORWARD
@@ -160,6 +152,12 @@ class LocalAnswers:
         return [dns.RRHeader(query.name.name, query.type, dns.IN, self.ttl, payload, auth=True)]
 
 
+# How many distinct queries the fast path keeps parsed (about 200 bytes each).
+PARSED_MEMO_SIZE = 4096
+_NO_RECORDS = (0, 0, 0)
+_ONE_ANSWER = (1, 0, 0)
+
+
 class FastPath:
     """
     The common UDP queries answered straight from bytes: a redirect, or a
@@ -171,6 +169,7 @@ class FastPath:
         self._policy = policy
         self._cache = cache
         self._clock = clock
+        self._parsed: dict[bytes, SimpleQuery] = {}
         self._redirect = {
             TYPE_A: address_record(TYPE_A, local.ttl, socket.inet_pton(socket.AF_INET, local.address))
         }
@@ -180,33 +179,47 @@ class FastPath:
             )
 
     def answer(self, data: bytes, source: str) -> bytes | None:
-        query = parse_simple_query(data)
+        # Clients ask the same few names over and over: the parse of the
+        # bytes after the ID is kept (and, in it, the redirect answer).
+        after_id = data[2:]
+        query = self._parsed.get(after_id)
         if query is None:
-            return None
+            query = parse_simple_query(data)
+            if query is None:
+                return None
+            if len(self._parsed) >= PARSED_MEMO_SIZE:
+                self._parsed.clear()
+            self._parsed[after_id] = query
         client = self._policy.client(source)
         if client is None:
             return None
         verdict = self._policy.classify(client, query.name)
         if verdict is Verdict.REDIRECT:
-            record = self._redirect.get(query.qtype)
-            flags = response_flags(query.flags, authoritative=True, rcode=RCODE_NOERROR)
-            if record is None:
-                reply = build_answer(query, flags, (0, 0, 0), b"")
-            else:
-                reply = build_answer(query, flags, (1, 0, 0), record)
+            reply = query.redirect
+            if reply is None:
+                reply = query.redirect = self._redirect_answer(query)
         elif verdict is Verdict.FORWARD or verdict is Verdict.WALLED_GARDEN:
             now = self._clock.seconds()
             entry = self._cache.get(query.key, now)
             if entry is None:
                 return None
+            wire = entry.wire
             flags = response_flags(query.flags, authoritative=False, rcode=entry.rcode)
-            reply = build_answer(query, flags, entry.wire.counts, entry.wire.aged(entry.elapsed(now)))
+            elapsed = int(now - entry.stored)  # as CachedAnswer.elapsed, without the call
+            reply = build_answer(query, flags, wire.counts, wire.aged(elapsed if elapsed > 0 else 0))
         else:
             return None
         # Too big for this client: the full path sets TC.
-        if len(reply) > udp_limit(query.edns_size):
+        if len(reply) + 2 > udp_limit(query.edns_size):
             return None
-        return reply
+        return data[:2] + reply
+
+    def _redirect_answer(self, query: SimpleQuery) -> bytes:
+        record = self._redirect.get(query.qtype)
+        flags = response_flags(query.flags, authoritative=True, rcode=RCODE_NOERROR)
+        if record is None:
+            return build_answer(query, flags, _NO_RECORDS, b"")
+        return build_answer(query, flags, _ONE_ANSWER, record)
 
 
 class Unanswerable(Exception):

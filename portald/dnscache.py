@@ -78,8 +78,13 @@ class CachedAnswer:
     lifetime: int
     wire: WireAnswer = attrs.field(eq=False, repr=False)
 
+    expires: float = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "expires", self.stored + self.lifetime)
+
     def expired(self, now: float) -> bool:
-        return now >= self.stored + self.lifetime
+        return now >= self.expires
 
     def elapsed(self, now: float) -> int:
         """Whole seconds since it was stored: what every TTL has lost."""
@@ -157,7 +162,7 @@ class AnswerCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry.expired(now):
+        if now >= entry.expires:
             del self._entries[key]
             return None
         self._entries.move_to_end(key)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 
 HEADER = struct.Struct("!HHHHHH")
+ANSWER_HEADER = struct.Struct("!HHHHH")  # the header after the ID
 QUESTION_TAIL = struct.Struct("!HH")
 OPT_FIXED = struct.Struct("!HHIH")  # type, class (= UDP size), TTL (= extended flags), RDLENGTH
 
@@ -61,31 +62,29 @@ OUR_OPT = opt_record()
 
 class SimpleQuery:
     """
-    A query of the common shape, as found on the wire.
+    A query of the common shape, as found on the wire, without its ID (so
+    that one parse serves every later query with the same bytes after it).
 
     C{question} is the question section exactly as the client sent it (so an
     answer echoes the client's spelling, 0x20 case randomisation included);
     C{name} is the question name, lower-cased, labels joined by dots, the
-    same spelling twisted.names gives a L{Name}.  (A slotted class rather
-    than a frozen attrs one: it is made for every query on the fast path.)
+    same spelling twisted.names gives a L{Name}.  C{redirect} is left for
+    the fast path to keep this query's redirect answer in.  (A slotted class
+    rather than a frozen attrs one: it is made on the fast path.)
     """
 
-    __slots__ = ("id", "flags", "question", "name", "qtype", "edns_size")
+    __slots__ = ("flags", "question", "name", "qtype", "edns_size", "redirect")
 
-    def __init__(
-        self, id: int, flags: int, question: bytes, name: bytes, qtype: int, edns_size: int | None
-    ) -> None:
-        self.id = id
+    def __init__(self, flags: int, question: bytes, name: bytes, qtype: int, edns_size: int | None) -> None:
         self.flags = flags
         self.question = question
         self.name = name
         self.qtype = qtype
         self.edns_size = edns_size
+        self.redirect: bytes | None = None
 
     def __repr__(self) -> str:
-        return (
-            f"SimpleQuery(id={self.id}, name={self.name!r}, qtype={self.qtype}, edns_size={self.edns_size})"
-        )
+        return f"SimpleQuery(name={self.name!r}, qtype={self.qtype}, edns_size={self.edns_size})"
 
     @property
     def key(self) -> tuple[bytes, int, int]:
@@ -100,30 +99,27 @@ def parse_simple_query(data: bytes) -> SimpleQuery | None:
     size = len(data)
     if size < 17:
         return None
-    query_id, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    _, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
     # A query (QR=0), opcode QUERY, TC clear; one question and nothing else
     # but an optional OPT.
     if flags & (FLAG_QR | OPCODE_MASK | FLAG_TC) or qdcount != 1 or ancount or nscount or arcount > 1:
         return None
     labels = []
     offset = 12
-    while True:
-        if offset >= size:
-            return None
-        length = data[offset]
-        if length == 0:
-            offset += 1
-            break
+    length = data[12]
+    while length:
         # Compression pointers (0xC0) and the reserved label types are not
         # expected in a question: the full path decides what they mean.
         if length > 63:
             return None
-        end = offset + 1 + length
-        if end > size:
+        start = offset + 1
+        offset = start + length
+        if offset >= size:
             return None
-        labels.append(data[offset + 1 : end])
-        offset = end
-    if offset - 12 > 255 or offset + 4 > size:
+        labels.append(data[start:offset])
+        length = data[offset]
+    offset += 1
+    if offset > 267 or offset + 4 > size:  # a name of at most 255 bytes
         return None
     qtype, qclass = QUESTION_TAIL.unpack_from(data, offset)
     offset += 4
@@ -144,7 +140,7 @@ def parse_simple_query(data: bytes) -> SimpleQuery | None:
         offset += rdlength
     if offset != size:
         return None
-    return SimpleQuery(query_id, flags, question, b".".join(labels).lower(), qtype, edns_size)
+    return SimpleQuery(flags, question, b".".join(labels).lower(), qtype, edns_size)
 
 
 def _options_fit(data: bytes, offset: int, rdlength: int) -> bool:
@@ -173,15 +169,16 @@ def response_flags(query_flags: int, *, authoritative: bool, rcode: int) -> int:
 
 def build_answer(query: SimpleQuery, flags: int, counts: tuple[int, int, int], body: bytes) -> bytes:
     """
-    A response to C{query}: its question echoed, then C{body} holding
-    C{counts} (answer, authority, additional) records, then portald's OPT if
-    the query had EDNS.
+    A response to C{query} without its first two bytes (the ID, which the
+    caller puts back): the question echoed, then C{body} holding C{counts}
+    (answer, authority, additional) records, then portald's OPT if the query
+    had EDNS.
     """
     answers, authority, additional = counts
     if query.edns_size is not None:
         additional += 1
         body += OUR_OPT
-    return HEADER.pack(query.id, flags, 1, answers, authority, additional) + query.question + body
+    return ANSWER_HEADER.pack(flags, 1, answers, authority, additional) + query.question + body
 
 
 def address_record(rtype: int, ttl: int, packed_address: bytes) -> bytes:

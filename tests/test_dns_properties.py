@@ -149,6 +149,11 @@ def test_fast_path_gives_the_same_answers_as_the_full_path(
         if fast is not None:
             event("fast path: " + ("cached" if parse(fast).recAv and not parse(fast).auth else "redirect"))
             assert view(parse(fast)) == view(parse(slow))
+            # Again with another ID: the fast path's memo of this query answers.
+            again = bytes([query_id >> 8 ^ 0xFF, query_id & 0xFF]) + data[2:]
+            fast_again = h.service.factory.fast_path.answer(again, source[0])
+            assert fast_again is not None
+            assert view(parse(fast_again)) == view(parse(full_path(h, again, source)))
             # The fast path never needed anything the full path had to fetch.
             assert len(h.upstream_queries()) == upstream_before
         # It does take the common cases: a redirect, or a cached answer that fits.
