@@ -13,9 +13,9 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
-from portald.clients import AuthorizationTable, EndReason
+from portald.clients import AuthorizationTable, EndReason, Session
 from portald.firewall import ruleset
-from portald.firewall.interface import IFirewall, TrafficCounters
+from portald.firewall.interface import IFirewall
 from portald.firewall.nftables import NftablesFirewall
 from tests.fake_runner import FakeRunner, Invocation
 from tests.firewall_plans import FULL_YAML, MINIMAL_YAML, config
@@ -393,7 +393,7 @@ def test_read_counters_by_mac_in_both_directions() -> None:
             }
         ),
     )
-    assert d.result == {MAC1: TrafficCounters(300, 5000), MAC2: TrafficCounters(400, 6000)}
+    assert d.result == {MAC1: (300, 5000), MAC2: (400, 6000)}
 
 
 def test_read_counters_when_nft_fails_or_talks_nonsense() -> None:
@@ -477,3 +477,30 @@ def test_a_bug_in_a_callback_does_not_stall_the_queue(monkeypatch: pytest.Monkey
     h.clock.advance(0.5)
     h.only_nft().finish(1)  # rebuilding: read
     assert MAC1 in h.only_nft().text
+
+
+def test_restored_sessions_keep_their_connections() -> None:
+    h = Harness()
+    h.started()
+    h.clock.advance(1000)
+    h.table.restore(Session(MAC1, "192.0.2.10", "click-through", started=400.0, expires=4000.0))
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    assert h.conntrack_running() == []
+
+
+def test_the_service_tree_wires_the_configured_backend(tmp_path) -> None:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from portald.firewall.none import NoFirewall
+    from portald.tap import build_service
+
+    text = FULL_YAML + f"state:\n  database: {tmp_path / 'sessions.sqlite3'}\n"
+    service = build_service(config(text), MemoryReactorClock())
+    assert isinstance(service.firewall, NftablesFirewall)
+    assert service.firewall.parent is service
+    assert service.limits._source is service.firewall
+    service.store.close()
+    none = build_service(config(text.replace("backend: nftables", "backend: none")), MemoryReactorClock())
+    assert isinstance(none.firewall, NoFirewall) and none.limits._source is none.activity
+    none.store.close()

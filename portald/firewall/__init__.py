@@ -16,7 +16,7 @@ from typing import Any
 
 from portald.clients import AuthorizationTable
 from portald.config import Config
-from portald.firewall.interface import IFirewall, TrafficCounters
+from portald.firewall.interface import IFirewall
 
 
 def make_firewall(config: Config, table: AuthorizationTable, reactor: Any) -> IFirewall:
@@ -31,4 +31,4 @@ def make_firewall(config: Config, table: AuthorizationTable, reactor: Any) -> IF
     return NoFirewall()
 
 
-__all__ = ["IFirewall", "TrafficCounters", "make_firewall"]
+__all__ = ["IFirewall", "make_firewall"]

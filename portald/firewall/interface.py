@@ -4,23 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute
 
 from portald.clients import IAuthorizationObserver
-
-
-@attrs.frozen
-class TrafficCounters:
-    """Bytes one authorized client has sent and received in its session."""
-
-    from_client: int
-    to_client: int
-
-    @property
-    def total(self) -> int:
-        return self.from_client + self.to_client
+from portald.limits import Counters
 
 
 class IFirewall(IAuthorizationObserver):
@@ -39,10 +27,11 @@ class IFirewall(IAuthorizationObserver):
         covers clients that keep answers a little past their TTL).
         """
 
-    def read_counters() -> Deferred[dict[str, TrafficCounters]]:
+    def read_counters() -> Deferred[Counters]:
         """
-        Each authorized client's traffic so far (MAC -> counters).  A backend
-        that counts nothing answers an empty mapping.
+        Each authorized client's traffic in its session so far: MAC -> (bytes
+        from the client, bytes to the client), as L{portald.limits.ITrafficSource}
+        reads it.  A backend that counts nothing answers an empty mapping.
         """
 
     def reload() -> Deferred[None]:

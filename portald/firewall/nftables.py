@@ -28,9 +28,10 @@ from zope.interface import implementer
 from portald.clients import AuthorizationTable, EndReason, Session
 from portald.config import Config, IPAddress
 from portald.firewall import ruleset
-from portald.firewall.interface import IFirewall, TrafficCounters
+from portald.firewall.interface import IFirewall
 from portald.firewall.kernelstate import KernelState, UnreadableState, parse_kernel_state
 from portald.firewall.process import IProcessRunner, ProcessResult
+from portald.limits import Counters, ITrafficSource
 
 log = Logger()
 
@@ -63,7 +64,7 @@ def _ip(text: str | None) -> IPAddress | None:
         return None
 
 
-@implementer(IFirewall)
+@implementer(IFirewall, ITrafficSource)
 class NftablesFirewall(Service):
     name = "firewall"
     backend = "nftables"
@@ -161,7 +162,10 @@ class NftablesFirewall(Service):
         if previous is not None and previous.ip != session.ip and _ip(previous.ip) is not None:
             lines += ruleset.forget_counter(self.plan, _ip(previous.ip))  # type: ignore[arg-type]
         lines += ruleset.grant(self.plan, session.mac, new_ip, self._timeout(session))
-        self._enqueue(_Change(tuple(lines), flush=(session.ip,) if new_ip else ()))
+        # A new login's connections were intercepted before it: flush them.
+        # A session restored after a restart keeps its connections.
+        is_new = session.started >= self._clock.seconds() - 1.0
+        self._enqueue(_Change(tuple(lines), flush=(session.ip,) if new_ip and is_new else ()))
 
     def session_extended(self, session: Session) -> None:
         self._installed[session.mac] = session
@@ -208,10 +212,10 @@ class NftablesFirewall(Service):
 
     # --- reading ---
 
-    def read_counters(self) -> Deferred[dict[str, TrafficCounters]]:
+    def read_counters(self) -> Deferred[Counters]:
         d = self._read_kernel()
 
-        def counters(state: KernelState | None) -> dict[str, TrafficCounters]:
+        def counters(state: KernelState | None) -> Counters:
             if state is None:
                 return {}
             result = {}
@@ -221,7 +225,7 @@ class NftablesFirewall(Service):
                     continue  # Not in the kernel yet.
                 ip = _ip(session.ip)
                 received = state.to_client.get(ip) if ip is not None else None
-                result[mac] = TrafficCounters(sent.bytes, received.bytes if received else 0)
+                result[mac] = (sent.bytes, received.bytes if received else 0)
             return result
 
         return d.addCallback(counters)

@@ -9,7 +9,8 @@ from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from portald.clients import EndReason, Session
-from portald.firewall.interface import IFirewall, TrafficCounters
+from portald.firewall.interface import IFirewall
+from portald.limits import Counters
 
 
 @implementer(IFirewall)
@@ -34,7 +35,7 @@ class NoFirewall(Service):
     def on_walled_garden_answer(self, addresses: Sequence[str], ttl: float) -> None:
         pass
 
-    def read_counters(self) -> Deferred[dict[str, TrafficCounters]]:
+    def read_counters(self) -> Deferred[Counters]:
         return succeed({})
 
     def reload(self) -> Deferred[None]:
