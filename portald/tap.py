@@ -21,6 +21,7 @@ from portald import __version__
 from portald.clients import AuthorizationTable, Neighbours, SessionLog
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from portald.firewall import make_firewall
+from portald.leasewatch import LeaseWatcher, make_notifier, watched_files
 from portald.limits import ActivityTracker, SessionLimits
 from portald.store import SessionStore, StoreError
 from portald.welcome import WelcomeService
@@ -71,6 +72,16 @@ class PortalService(MultiService):
         self.table = AuthorizationTable(reactor, journal=self.store)
         self.table.add_observer(SessionLog())
         self.neighbours = Neighbours()
+        self.leases = LeaseWatcher(
+            watched_files(config.leases.sources),
+            self.neighbours,
+            reactor,
+            notifier=lambda: make_notifier(reactor),
+            debounce=config.leases.debounce,
+            poll_interval=config.leases.poll_interval,
+            neighbour_fallback=config.leases.neighbour_fallback,
+        )
+        self.leases.setServiceParent(self)
         self.activity = ActivityTracker()
         self.table.add_observer(self.activity)
         # Enforcement: started before the listeners, loaded from the table

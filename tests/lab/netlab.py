@@ -234,8 +234,11 @@ class Namespace:
         """Run C{argv} in this namespace to completion; a CompletedProcess (text)."""
         return _run(self.exec_argv(argv), check=check, timeout=timeout, input=input)
 
-    def spawn(self, argv: Sequence[str], *, name: str) -> Process:
-        """Start C{argv} in the background in this namespace (keep daemons in the foreground)."""
+    def spawn(self, argv: Sequence[str], *, name: str, env: dict[str, str] | None = None) -> Process:
+        """
+        Start C{argv} in the background in this namespace (keep daemons in the
+        foreground), with C{env} added to the environment.
+        """
         log_path = self.lab.tmp / f"{self.role}-{name}.log"
         with open(log_path, "ab") as log:
             # ip netns exec execs the command: the PID is the daemon's own.
@@ -245,6 +248,7 @@ class Namespace:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
         process = Process(popen, f"{self.role}-{name}", log_path)
         self.lab.processes.append(process)
@@ -520,6 +524,84 @@ class Lab:
         if not process.running():
             raise LabError(f"dnsmasq exited at start:\n{process.log()}")
         return DHCPServer(process, lease_file)
+
+    def isc_dhcpd(
+        self, *, first: str = "192.0.2.50", last: str = "192.0.2.150", lease_time: int = 120
+    ) -> DHCPServer:
+        """ISC dhcpd (isc-dhcp-server) in the foreground on the gateway's LAN, files in tmp."""
+        require("dhcpd")
+        gateway = self.gateway()
+        config = self.tmp / "dhcpd.conf"
+        config.write_text(
+            "authoritative;\n"
+            "ddns-update-style none;\n"
+            "ping-check false;\n"
+            f"default-lease-time {lease_time};\n"
+            f"max-lease-time {lease_time};\n"
+            f"min-lease-time {lease_time};\n"
+            f"subnet {LAN.network_address} netmask {LAN.netmask} {{\n"
+            f"  range {first} {last};\n"
+            f"  option routers {GATEWAY_ADDRESS};\n"
+            f"  option domain-name-servers {GATEWAY_ADDRESS};\n"
+            "}\n"
+        )
+        lease_file = self.tmp / "dhcpd.leases"
+        lease_file.touch()
+        argv = [
+            "dhcpd", "-4", "-f", "-d", "-cf", str(config), "-lf", str(lease_file),
+            "-pf", str(self.tmp / "dhcpd.pid"), "lan",
+        ]  # fmt: skip
+        process = gateway.spawn(argv, name="dhcpd")
+        self._wait_started(process, "Sending on   Socket/fallback")
+        return DHCPServer(process, lease_file)
+
+    def kea_dhcp4(
+        self, *, first: str = "192.0.2.50", last: str = "192.0.2.150", lease_time: int = 120
+    ) -> DHCPServer:
+        """Kea (kea-dhcp4) on the gateway's LAN: memfile lease4.csv, pid and lock files in tmp, no LFC."""
+        require("kea-dhcp4")
+        gateway = self.gateway()
+        lease_file = self.tmp / "kea-leases4.csv"
+        config = {
+            "Dhcp4": {
+                "interfaces-config": {"interfaces": ["lan"], "dhcp-socket-type": "raw"},
+                "lease-database": {
+                    "type": "memfile",
+                    "persist": True,
+                    "name": str(lease_file),
+                    "lfc-interval": 0,
+                },
+                "valid-lifetime": lease_time,
+                "subnet4": [
+                    {
+                        "subnet": str(LAN),
+                        "id": 1,
+                        "pools": [{"pool": f"{first} - {last}"}],
+                        "option-data": [
+                            {"name": "routers", "data": GATEWAY_ADDRESS},
+                            {"name": "domain-name-servers", "data": GATEWAY_ADDRESS},
+                        ],
+                    }
+                ],
+                "loggers": [
+                    {"name": "kea-dhcp4", "output_options": [{"output": "stdout"}], "severity": "INFO"}
+                ],
+            }
+        }
+        config_file = self.tmp / "kea-dhcp4.json"
+        config_file.write_text(json.dumps(config, indent=2))
+        # Kea's pid and lock files go to /run/kea by default: shared between runs.
+        env = {"KEA_PIDFILE_DIR": str(self.tmp), "KEA_LOCKFILE_DIR": str(self.tmp)}
+        process = gateway.spawn(["kea-dhcp4", "-c", str(config_file)], name="kea-dhcp4", env=env)
+        self._wait_started(process, "DHCP4_STARTED")
+        return DHCPServer(process, lease_file)
+
+    def _wait_started(self, process: Process, marker: str, timeout: float = 10.0) -> None:
+        wait_for(
+            lambda: marker in process.log() or not process.running(), timeout, what=f"{process.name} to start"
+        )
+        if not process.running():
+            raise LabError(f"{process.name} exited at start:\n{process.log()}")
 
     # --- the end ---
 
