@@ -18,6 +18,7 @@ from twisted.python import usage
 from portald import __version__
 from portald.clients import AuthorizationTable, Neighbours, SessionLog
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from portald.web.service import web_service
 from portald.welcome import WelcomeService
 
 
@@ -61,6 +62,7 @@ class PortalService(MultiService):
         self.table.add_observer(SessionLog())
         self.neighbours = Neighbours()
         WelcomeService(config, reactor).setServiceParent(self)
+        web_service(config, self.table, self.neighbours, reactor).setServiceParent(self)
 
 
 def build_service(config: Config, reactor: IReactorTime | IReactorCore) -> PortalService:
