@@ -109,6 +109,24 @@ class IAuthorizationObserver(Interface):
         """A session ended (logout, expiry, limits, an operator)."""
 
 
+class ISessionJournal(Interface):
+    """
+    Durable record of the table (the session store).  Unlike observers, it
+    is written *before* a change takes effect, and a failure to record a
+    login refuses the login: a client is never told it is signed in unless
+    that survives a crash.
+    """
+
+    def record_started(session: Session) -> None:
+        """Persist a new session; raise to refuse it."""
+
+    def record_extended(session: Session) -> None:
+        """Persist a session's new end; raise to refuse the extension."""
+
+    def record_ended(session: Session, reason: EndReason, ended: float) -> None:
+        """Persist the end of a session (failures are logged, not raised)."""
+
+
 @implementer(IAuthorizationObserver)
 class SessionLog:
     """The operator's log of every change to the table."""
@@ -138,8 +156,9 @@ class AuthorizationTable:
     and rescheduled whenever the session changes.
     """
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, journal: ISessionJournal | None = None) -> None:
         self._clock = clock
+        self.journal = journal
         self._sessions: dict[str, Session] = {}
         self._expiry_calls: dict[str, IDelayedCall] = {}
         self._observers: list[IAuthorizationObserver] = []
@@ -202,6 +221,8 @@ class AuthorizationTable:
             idle_timeout=idle_timeout,
             quota_bytes=quota_bytes,
         )
+        if self.journal is not None:
+            self.journal.record_started(session)
         self._install(session)
         self._notify("session_started", session)
         return session
@@ -223,6 +244,8 @@ class AuthorizationTable:
         if session is None or session.expires is None:
             return session
         session = attrs.evolve(session, expires=session.expires + seconds)
+        if self.journal is not None:
+            self.journal.record_extended(session)
         self._install(session)
         self._notify("session_extended", session)
         return session
@@ -231,8 +254,16 @@ class AuthorizationTable:
         """End C{mac}'s session, if it has one."""
         session = self._sessions.pop(mac, None)
         self._cancel_expiry(mac)
-        if session is not None:
-            self._notify("session_ended", session, reason)
+        if session is None:
+            return None
+        if self.journal is not None:
+            try:
+                self.journal.record_ended(session, reason, self._clock.seconds())
+            except Exception:
+                # Ending a session must never fail; at worst the store will
+                # restore it after a restart, until its own expiry.
+                log.failure("could not record the end of {mac}'s session", mac=mac)
+        self._notify("session_ended", session, reason)
         return session
 
     def _install(self, session: Session) -> None:

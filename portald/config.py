@@ -561,6 +561,8 @@ def _check_consistency(config: Config, lines: dict[str, int]) -> None:
 
     if not any(config.portal.address in subnet for subnet in config.portal.subnets):
         raise fail("portal.address", "expected an address inside one of portal.subnets")
+    if config.leases.poll_interval <= 0:
+        raise fail("leases.poll_interval", "expected a duration above zero (the poll is the backstop)")
     if config.auth.method == "access-code" and not config.auth.codes:
         raise fail("auth.method", "access-code needs at least one code in auth.codes")
 

@@ -12,14 +12,21 @@ import sys
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorCore, IReactorTime
+from twisted.logger import Logger
 from twisted.python import usage
 
 from portald import __version__
 from portald.clients import AuthorizationTable, Neighbours, SessionLog
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from portald.leasewatch import LeaseWatcher, make_notifier, watched_files
+from portald.limits import ActivityTracker, SessionLimits
+from portald.store import SessionStore, StoreError
 from portald.web.service import web_service
 from portald.welcome import WelcomeService
+
+log = Logger()
 
 
 class Options(usage.Options):
@@ -58,11 +65,62 @@ class PortalService(MultiService):
         super().__init__()
         self.config = config
         self.reactor = reactor
-        self.table = AuthorizationTable(reactor)
+        # Opened here, before twistd daemonizes, so that a database that
+        # cannot be read stops portald with a message instead of starting
+        # it with an empty table.
+        self.store = SessionStore.open(config.state.database)
+        self.table = AuthorizationTable(reactor, journal=self.store)
         self.table.add_observer(SessionLog())
         self.neighbours = Neighbours()
+        self.leases = LeaseWatcher(
+            watched_files(config.leases.sources),
+            self.neighbours,
+            reactor,
+            notifier=lambda: make_notifier(reactor),
+            debounce=config.leases.debounce,
+            poll_interval=config.leases.poll_interval,
+            neighbour_fallback=config.leases.neighbour_fallback,
+        )
+        self.leases.setServiceParent(self)
+        self.activity = ActivityTracker()
+        self.table.add_observer(self.activity)
+        self.limits = SessionLimits(self.table, self.activity, reactor, config.sessions.sample_interval)
+        self.limits.setServiceParent(self)
+        self.store.usage = self.limits.usage
+        self._restored = False
         WelcomeService(config, reactor).setServiceParent(self)
-        web_service(config, self.table, self.neighbours, reactor).setServiceParent(self)
+        web_service(config, self.table, self.neighbours, reactor, usage=self.limits.usage).setServiceParent(
+            self
+        )
+
+    def restore_sessions(self) -> None:
+        """
+        Put the stored sessions back in the table (and so into the firewall)
+        before any listener answers anyone.
+        """
+        if self._restored:
+            return
+        self._restored = True
+        sessions = self.store.restorable(self.reactor.seconds())
+        for session in sessions:
+            self.table.restore(session)
+        if sessions:
+            log.info(
+                "restored {count} session(s) from {path}", count=len(sessions), path=str(self.store.path)
+            )
+
+    def privilegedStartService(self) -> None:
+        self.restore_sessions()
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        self.restore_sessions()
+        super().startService()
+
+    def stopService(self) -> Any:
+        d = defer.maybeDeferred(super().stopService)
+        d.addBoth(lambda result: (self.store.close(), result)[1])
+        return d
 
 
 def build_service(config: Config, reactor: IReactorTime | IReactorCore) -> PortalService:
@@ -73,4 +131,7 @@ def build_service(config: Config, reactor: IReactorTime | IReactorCore) -> Porta
 def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
-    return build_service(options.config, reactor)
+    try:
+        return build_service(options.config, reactor)
+    except StoreError as e:
+        raise SystemExit(f"portald: {e}") from None

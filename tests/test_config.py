@@ -188,6 +188,7 @@ def test_yaml_syntax_error_has_its_line() -> None:
         (("dns:", "  walled_garden: ['bad name!']"), "dns.walled_garden[0]", "a DNS name"),
         (("auth:", "  method: access-code"), "auth.method", "needs at least one code"),
         (("dns: 53",), "dns", "a mapping of settings"),
+        (("  poll_interval: 0",), "leases.poll_interval", "above zero"),
     ],
 )
 def test_other_mistakes_are_named(extra: tuple[str, ...], key: str, expected: str) -> None:

@@ -53,6 +53,8 @@ def test_service_starts_and_stops_cleanly() -> None:
     service.startService()
     assert service.running
     assert service.table is not None and len(service.table) == 0
+    # The lease watcher has read etc/dev/dnsmasq.leases.
+    assert service.neighbours.mac_for("127.0.0.1") == "02:00:00:00:00:01"
     result = service.stopService()
     if result is not None:
         failures: list = []
@@ -126,6 +128,8 @@ def test_twistd_runs_the_development_config_and_stops_on_ctrl_c(tmp_path: Path) 
     # twistd ends by re-raising the signal it stopped for, as shells expect.
     assert process.returncode in (0, -signal.SIGINT), output
     assert "try DNS:   dig @127.0.0.1 -p 8053" in output
+    # The development lease file's lease, logged by the lease watcher at start.
+    assert "lease 127.0.0.1 -> 02:00:00:00:00:01 (this-computer)" in output
     assert "Traceback" not in output
     assert "Main loop terminated." in output
 

@@ -239,7 +239,10 @@ def test_status_shows_time_left_warns_near_the_end_and_signs_out(harness: WebHar
     )
     assert harness.request("GET", PORTAL + "/").header("Location") == "/status"
     page = harness.request("GET", PORTAL + "/status")
-    assert page.status == 200 and "1 h 00 min" in page.body and "500.0 MB" in page.body
+    assert page.status == 200 and "1 h 00 min" in page.body and "Data allowance" in page.body
+    harness.usage[CLIENT_MAC] = (120 * 10**6, 3 * 10**6)
+    page = harness.request("GET", PORTAL + "/status")
+    assert "Data used</dt><dd>123.0 MB of 500.0 MB" in page.body
     assert CLIENT_MAC in page.body and "ends in" not in page.body
     assert '<meta http-equiv="refresh" content="60"' in page.body
     harness.clock.advance(3600 - 240)

@@ -96,7 +96,8 @@ class WebHarness:
         self.table = AuthorizationTable(self.clock)
         self.neighbours = Neighbours()
         self.neighbours.replace({CLIENT_IP: CLIENT_MAC, OTHER_IP: OTHER_MAC})
-        self.web = PortalWeb(self.config, self.table, self.neighbours, self.clock)
+        self.usage: dict[str, tuple[int, int]] = {}
+        self.web = PortalWeb(self.config, self.table, self.neighbours, self.clock, self.usage.get)
 
     def connect(self, client_ip: str = CLIENT_IP, via: str = "frontdoor"):
         peer = IPv4Address("TCP", client_ip, 40000)

@@ -124,8 +124,18 @@ class LandingBody(Element):
 class StatusBody(Element):
     """Time left, data allowance, the expiry notice, and the sign-out button."""
 
-    def __init__(self, theme: Theme, *, session: Session, now: float, warn_before: float, csrf: str) -> None:
+    def __init__(
+        self,
+        theme: Theme,
+        *,
+        session: Session,
+        now: float,
+        warn_before: float,
+        csrf: str,
+        used: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__(loader=theme.loader("status"))
+        self._used = used
         self._session = session
         self._now = now
         self._warn_before = warn_before
@@ -155,9 +165,13 @@ class StatusBody(Element):
 
     @renderer
     def data(self, request: Any, tag: Tag) -> list[Tag] | str:
-        if not self._session.quota_bytes:
+        quota = self._session.quota_bytes
+        if not quota:
             return ""
-        return [tags.dt("Data allowance"), tags.dd(describe_bytes(self._session.quota_bytes))]
+        if self._used is None:
+            return [tags.dt("Data allowance"), tags.dd(describe_bytes(quota))]
+        used = sum(self._used)
+        return [tags.dt("Data used"), tags.dd(f"{describe_bytes(used)} of {describe_bytes(quota)}")]
 
     @renderer
     def logout_form(self, request: Any, tag: Tag) -> Tag:

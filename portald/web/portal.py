@@ -6,6 +6,7 @@ to interception.
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from portald.web.tokens import Signer
 from portald.web.urls import is_http_url
 
 log = Logger()
+
+# Bytes (from, to) a client moved in its current session, if known.
+Usage = Callable[[str], "tuple[int, int] | None"]
 
 CSRF = "csrf"
 CSRF_MAX_AGE = 3600.0
@@ -62,8 +66,10 @@ class Portal:
         signer: Signer,
         theme: Theme,
         interception: Interception,
+        usage: Usage | None = None,
     ) -> None:
         self._config = config
+        self._usage = usage
         self._table = table
         self._neighbours = neighbours
         self._clock = clock
@@ -258,6 +264,7 @@ class Portal:
             now=self._clock.seconds(),
             warn_before=self._config.sessions.warn_before,
             csrf=self._csrf_token(ip),
+            used=self._usage(mac) if self._usage is not None else None,
         )
         return self._render(request, "You are online", body, refresh=60)
 

@@ -12,7 +12,7 @@ from portald.clients import AuthorizationTable, Neighbours
 from portald.config import Config
 from portald.web.frontdoor import FrontDoorFactory
 from portald.web.intercept import Interception
-from portald.web.portal import Portal, PortalRoot
+from portald.web.portal import Portal, PortalRoot, Usage
 from portald.web.theme import Theme
 from portald.web.tokens import Signer
 
@@ -24,13 +24,26 @@ class PortalWeb:
     """The interception and the portal pages, wired together (no socket yet)."""
 
     def __init__(
-        self, config: Config, table: AuthorizationTable, neighbours: Neighbours, reactor: Any
+        self,
+        config: Config,
+        table: AuthorizationTable,
+        neighbours: Neighbours,
+        reactor: Any,
+        usage: Usage | None = None,
     ) -> None:
         theme = Theme(config.http.theme)
         signer = Signer(reactor)
         self.interception = Interception(config, table, neighbours, signer, theme, reactor)
         self.portal = Portal(
-            config, table, neighbours, reactor, authenticator_for(config), signer, theme, self.interception
+            config,
+            table,
+            neighbours,
+            reactor,
+            authenticator_for(config),
+            signer,
+            theme,
+            self.interception,
+            usage,
         )
         self.root = PortalRoot(self.portal, self.interception, theme)
         self.site = Site(self.root, timeout=CHANNEL_TIMEOUT, reactor=reactor)
@@ -59,7 +72,11 @@ class HTTPService(TCPServer):
 
 
 def web_service(
-    config: Config, table: AuthorizationTable, neighbours: Neighbours, reactor: Any
+    config: Config,
+    table: AuthorizationTable,
+    neighbours: Neighbours,
+    reactor: Any,
+    usage: Usage | None = None,
 ) -> HTTPService:
-    web = PortalWeb(config, table, neighbours, reactor)
+    web = PortalWeb(config, table, neighbours, reactor, usage)
     return HTTPService(web, config.http.port, str(config.http_listen), reactor)

@@ -1,0 +1,37 @@
+"""
+``python -m portald.export``: every authorization and its end, as CSV or JSON.
+
+    python -m portald.export --database /var/lib/portald/sessions.sqlite3 --format csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from portald.store import SessionStore, StoreError, export
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m portald.export", description=__doc__.splitlines()[1])
+    parser.add_argument("--database", type=Path, default=Path("/var/lib/portald/sessions.sqlite3"))
+    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    args = parser.parse_args(argv)
+    if not args.database.exists():
+        print(f"portald: no session database at {args.database}", file=sys.stderr)
+        return 1
+    try:
+        store = SessionStore.open(args.database)
+    except StoreError as e:
+        print(f"portald: {e}", file=sys.stderr)
+        return 1
+    try:
+        sys.stdout.write(export(store.history(), args.format))
+    finally:
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""
+Idle timeouts and data quotas: sessions that end because of what the client
+did (or did not do), not because of the clock alone.
+
+A L{SessionLimits} service samples an L{ITrafficSource} on an interval, keeps
+per-session usage, and deauthorizes a session that has been idle too long or
+used up its quota.  With the nftables backend the source is the kernel's
+per-MAC counters; without a firewall it is L{ActivityTracker}, which DNS and
+the web report to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from portald.clients import AuthorizationTable, EndReason, IAuthorizationObserver, Session
+
+log = Logger()
+
+Counters = Mapping[str, tuple[int, int]]
+
+
+class ITrafficSource(Interface):
+    """Where traffic counters come from (the firewall, or DNS/web activity)."""
+
+    def read_counters() -> defer.Deferred[Counters]:
+        """
+        Bytes (from the client, to the client) per MAC, cumulative.  A
+        counter that goes down has been reset (the MAC left the firewall's
+        set and came back).
+        """
+
+
+@implementer(ITrafficSource, IAuthorizationObserver)
+class ActivityTracker:
+    """
+    Traffic as seen by portald's own services, for deployments without a
+    firewall: each DNS query or HTTP request a client makes counts.
+    """
+
+    def __init__(self) -> None:
+        self._counters: dict[str, tuple[int, int]] = {}
+
+    def saw(self, mac: str | None, received: int = 0, sent: int = 0) -> None:
+        if mac is None:
+            return
+        old_in, old_out = self._counters.get(mac, (0, 0))
+        self._counters[mac] = (old_in + received, old_out + sent)
+
+    def read_counters(self) -> defer.Deferred[Counters]:
+        return defer.succeed(dict(self._counters))
+
+    def session_started(self, session: Session) -> None:
+        self._counters.pop(session.mac, None)
+
+    def session_extended(self, session: Session) -> None:
+        pass
+
+    def session_ended(self, session: Session, reason: EndReason) -> None:
+        self._counters.pop(session.mac, None)
+
+
+@attrs.define
+class Usage:
+    """One session's traffic, as far as the samples tell."""
+
+    baseline: tuple[int, int]
+    last_seen: tuple[int, int]
+    last_active: float
+
+    @property
+    def bytes(self) -> tuple[int, int]:
+        return (self.last_seen[0] - self.baseline[0], self.last_seen[1] - self.baseline[1])
+
+
+@implementer(IAuthorizationObserver)
+class SessionLimits(Service):
+    """Ends sessions that are idle too long or over their quota."""
+
+    name = "session-limits"
+
+    def __init__(
+        self,
+        table: AuthorizationTable,
+        source: ITrafficSource,
+        clock: IReactorTime,
+        interval: float,
+    ) -> None:
+        self._table = table
+        self._source = source
+        self._clock = clock
+        self._interval = interval
+        self._usage: dict[str, Usage] = {}
+        self._latest: dict[str, tuple[int, int]] = {}
+        self._loop: LoopingCall | None = None
+        table.add_observer(self)
+
+    def usage(self, mac: str) -> tuple[int, int] | None:
+        """Bytes (from, to) the client in its current session, if known."""
+        usage = self._usage.get(mac)
+        return usage.bytes if usage is not None else None
+
+    # --- IAuthorizationObserver ---
+
+    def session_started(self, session: Session) -> None:
+        last = self._latest.get(session.mac, (0, 0))
+        self._usage[session.mac] = Usage(last, last, self._clock.seconds())
+
+    def session_extended(self, session: Session) -> None:
+        pass
+
+    def session_ended(self, session: Session, reason: EndReason) -> None:
+        self._usage.pop(session.mac, None)
+
+    # --- sampling ---
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop = LoopingCall(self.sample)
+        self._loop.clock = self._clock
+        self._loop.start(self._interval, now=False).addErrback(
+            lambda failure: log.failure("session limits stopped", failure)
+        )
+
+    def stopService(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        return super().stopService()
+
+    def sample(self) -> defer.Deferred[None]:
+        """Read the counters once and end the sessions that are over a limit."""
+        d = self._source.read_counters()
+        d.addCallback(self._apply)
+        d.addErrback(lambda failure: log.failure("could not read traffic counters", failure))
+        return d
+
+    def _apply(self, counters: Counters) -> None:
+        now = self._clock.seconds()
+        self._latest = dict(counters)
+        for session in self._table.sessions():
+            usage = self._usage.get(session.mac)
+            if usage is None:
+                continue
+            seen = counters.get(session.mac, usage.last_seen)
+            if seen[0] < usage.baseline[0] or seen[1] < usage.baseline[1]:
+                usage.baseline = (0, 0)  # the counter was reset
+            if seen != usage.last_seen:
+                usage.last_active = now
+                usage.last_seen = seen
+            self._enforce(session, usage, now)
+
+    def _enforce(self, session: Session, usage: Usage, now: float) -> None:
+        used = sum(usage.bytes)
+        if session.quota_bytes and used >= session.quota_bytes:
+            log.info(
+                "{mac} used {used} bytes of its {quota}-byte quota",
+                mac=session.mac,
+                used=used,
+                quota=session.quota_bytes,
+            )
+            self._table.deauthorize(session.mac, EndReason.QUOTA)
+        elif session.idle_timeout and now - usage.last_active >= session.idle_timeout:
+            log.info(
+                "{mac} idle for {idle:.0f}s (limit {limit:.0f}s)",
+                mac=session.mac,
+                idle=now - usage.last_active,
+                limit=session.idle_timeout,
+            )
+            self._table.deauthorize(session.mac, EndReason.IDLE)

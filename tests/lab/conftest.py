@@ -1,0 +1,43 @@
+"""
+Fixtures of the network lab (see netlab.py for the API).
+
+* ``lab``: a fresh L{netlab.Lab} for one test, everything it made removed
+  afterwards, pass or fail.  Skips (with the reason) where the machine cannot
+  make namespaces; tests/conftest.py turns that skip into a failure under CI.
+* Every test in tests/lab/ is marked ``lab`` (so ``make unit`` leaves it out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lab import netlab
+
+_swept = False
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[netlab.Lab]:
+    global _swept
+    reason = netlab.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    if not _swept:
+        # Only what dead runs left: other runs on this machine are alive.
+        netlab.sweep_stale()
+        _swept = True
+    the_lab = netlab.Lab(tmp_path)
+    try:
+        yield the_lab
+    finally:
+        the_lab.cleanup()
