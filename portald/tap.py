@@ -21,9 +21,11 @@ from portald import __version__
 from portald.clients import AuthorizationTable, Neighbours, SessionLog
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from portald.dns import DNSService
+from portald.firewall import make_firewall
 from portald.leasewatch import LeaseWatcher, make_notifier, watched_files
 from portald.limits import ActivityTracker, SessionLimits
 from portald.store import SessionStore, StoreError
+from portald.web.service import web_service
 from portald.welcome import WelcomeService
 
 log = Logger()
@@ -84,13 +86,31 @@ class PortalService(MultiService):
         self.leases.setServiceParent(self)
         self.activity = ActivityTracker()
         self.table.add_observer(self.activity)
-        self.limits = SessionLimits(self.table, self.activity, reactor, config.sessions.sample_interval)
+        # Enforcement: started before the listeners, loaded from the table
+        # once the stored sessions are back in it.
+        self.firewall = make_firewall(config, self.table, reactor)
+        self.table.add_observer(self.firewall)
+        self.firewall.setServiceParent(self)
+        # The kernel's per-MAC byte counters when there is a firewall to
+        # count them; portald's own view of DNS and web activity otherwise.
+        traffic = self.firewall if config.firewall.backend == "nftables" else self.activity
+        self.limits = SessionLimits(self.table, traffic, reactor, config.sessions.sample_interval)
         self.limits.setServiceParent(self)
         self.store.usage = self.limits.usage
         self._restored = False
-        self.dns = DNSService(config, reactor, self.table, self.neighbours)
+        # DNS tells the firewall where walled-garden names point.
+        self.dns = DNSService(
+            config,
+            reactor,
+            self.table,
+            self.neighbours,
+            on_walled_garden_answer=self.firewall.on_walled_garden_answer,
+        )
         self.dns.setServiceParent(self)
         WelcomeService(config, reactor).setServiceParent(self)
+        web_service(config, self.table, self.neighbours, reactor, usage=self.limits.usage).setServiceParent(
+            self
+        )
 
     def restore_sessions(self) -> None:
         """

@@ -1,0 +1,38 @@
+"""What every firewall backend offers the rest of portald."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twisted.internet.defer import Deferred
+from zope.interface import Attribute
+
+from portald.clients import IAuthorizationObserver
+from portald.limits import Counters
+
+
+class IFirewall(IAuthorizationObserver):
+    """
+    Makes packets obey the authorization table.  Also an C{IService}: it
+    applies its rules in C{startService} and leaves them as configured in
+    C{stopService}.
+    """
+
+    backend = Attribute("The backend's name, as in firewall.backend.")
+
+    def on_walled_garden_answer(addresses: Sequence[str], ttl: float) -> None:
+        """
+        portald's DNS resolved a walled-garden name to C{addresses}: let
+        everyone reach them for C{ttl} seconds (at least a minimum that
+        covers clients that keep answers a little past their TTL).
+        """
+
+    def read_counters() -> Deferred[Counters]:
+        """
+        Each authorized client's traffic in its session so far: MAC -> (bytes
+        from the client, bytes to the client), as L{portald.limits.ITrafficSource}
+        reads it.  A backend that counts nothing answers an empty mapping.
+        """
+
+    def reload() -> Deferred[None]:
+        """Replace the kernel's rules with freshly generated ones (the table wins)."""

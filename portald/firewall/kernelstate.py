@@ -1,0 +1,73 @@
+"""
+Reading portald's table back from ``nft -j list table``: what the kernel
+holds now (authorized MACs, counters, learned walled-garden addresses).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+import attrs
+
+from portald.config import IPAddress
+from portald.firewall.ruleset import Counter
+
+
+class UnreadableState(ValueError):
+    """``nft -j`` printed something that is not portald's table."""
+
+
+@attrs.frozen
+class KernelState:
+    authorized: frozenset[str] = frozenset()
+    from_client: dict[str, Counter] = attrs.field(factory=dict)
+    to_client: dict[IPAddress, Counter] = attrs.field(factory=dict)
+    # Learned walled-garden address -> seconds until the kernel drops it.
+    learned: dict[IPAddress, float] = attrs.field(factory=dict)
+
+
+def _elements(set_object: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(value, attributes) for each element of a set in nft's JSON."""
+    result = []
+    for element in set_object.get("elem", ()):
+        if isinstance(element, dict) and "elem" in element:
+            inner = element["elem"]
+            result.append((str(inner["val"]), inner))
+        else:
+            result.append((str(element), {}))
+    return result
+
+
+def _counter(attributes: dict[str, Any]) -> Counter:
+    counter = attributes.get("counter") or {}
+    return Counter(int(counter.get("packets", 0)), int(counter.get("bytes", 0)))
+
+
+def parse_kernel_state(text: bytes | str) -> KernelState:
+    """
+    @raise UnreadableState: if C{text} is not ``nft -j`` output.
+    """
+    try:
+        document = json.loads(text)
+        items = document["nftables"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise UnreadableState(f"not nft JSON output: {e}") from None
+    sets = {item["set"]["name"]: item["set"] for item in items if isinstance(item, dict) and "set" in item}
+    try:
+        authorized = frozenset(value for value, _ in _elements(sets.get("authorized", {})))
+        from_client = {value: _counter(a) for value, a in _elements(sets.get("bytes_from_client", {}))}
+        to_client = {
+            ipaddress.ip_address(value): _counter(a)
+            for name in ("bytes_to_client4", "bytes_to_client6")
+            for value, a in _elements(sets.get(name, {}))
+        }
+        learned = {
+            ipaddress.ip_address(value): float(a.get("expires", a.get("timeout", 0)))
+            for name in ("walled_garden_dns4", "walled_garden_dns6")
+            for value, a in _elements(sets.get(name, {}))
+        }
+    except (ValueError, KeyError, TypeError) as e:
+        raise UnreadableState(f"unexpected element in nft JSON output: {e}") from None
+    return KernelState(authorized, from_client, to_client, learned)

@@ -1,0 +1,432 @@
+"""
+The nftables backend: portald's own table, kept in step with the
+authorization table.
+
+Every change to the table becomes a few ``nft`` commands (see
+L{portald.firewall.ruleset}).  Changes are queued and sent in batches: at most
+one ``nft`` runs at a time, and whatever arrives meanwhile goes in the next
+one, in order.  A failed batch is logged with nft's own message, counted, and
+retried with a growing delay; after a few failures in a row the whole table
+is rebuilt from the authorization table instead (that also repairs a table
+someone deleted).  At start the same rebuild reconciles the kernel with the
+table: the table wins, and traffic counters of sessions that carry on survive.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from portald.clients import AuthorizationTable, EndReason, Session
+from portald.config import Config, IPAddress
+from portald.firewall import ruleset
+from portald.firewall.interface import IFirewall
+from portald.firewall.kernelstate import KernelState, UnreadableState, parse_kernel_state
+from portald.firewall.process import IProcessRunner, ProcessResult
+from portald.limits import Counters, ITrafficSource
+
+log = Logger()
+
+
+@attrs.define
+class FirewallStats:
+    """What the backend has done, for operators and tests."""
+
+    batches: int = 0
+    changes: int = 0
+    reloads: int = 0
+    failures: int = 0
+    conntrack_failures: int = 0
+
+
+@attrs.frozen
+class _Change:
+    """Some nft commands, and the client addresses whose connections to flush once they apply."""
+
+    lines: tuple[str, ...]
+    flush: tuple[str, ...] = ()
+
+
+def _ip(text: str | None) -> IPAddress | None:
+    if not text:
+        return None
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+@implementer(IFirewall, ITrafficSource)
+class NftablesFirewall(Service):
+    name = "firewall"
+    backend = "nftables"
+
+    def __init__(
+        self,
+        config: Config,
+        table: AuthorizationTable,
+        clock: Any,
+        runner: IProcessRunner,
+        *,
+        batch_delay: float = 0.0,
+        first_retry: float = 0.5,
+        longest_retry: float = 30.0,
+        rebuild_after_failures: int = 3,
+        shortest_garden_timeout: float = 60.0,
+        longest_garden_timeout: float = 86400.0,
+    ) -> None:
+        self.plan = ruleset.FirewallPlan.from_config(config)
+        self._nft = str(config.firewall.nft)
+        self._conntrack = str(config.firewall.conntrack)
+        self._on_stop = config.firewall.on_stop
+        self._table = table
+        self._clock = clock
+        self._runner = runner
+        self._batch_delay = batch_delay
+        self._first_retry = first_retry
+        self._longest_retry = longest_retry
+        self._rebuild_after = rebuild_after_failures
+        self._garden_timeouts = (shortest_garden_timeout, longest_garden_timeout)
+        self.stats = FirewallStats()
+        # What the kernel has been told, by MAC (for a client that comes back
+        # with another address, and to name counters read by address).
+        self._installed: dict[str, Session] = {}
+        # Learned walled-garden address -> when (clock) its kernel timeout ends.
+        self._learned: dict[IPAddress, float] = {}
+        self._pending: list[_Change] = []
+        self._busy = False
+        self._timer: IDelayedCall | None = None
+        self._needs_rebuild = True
+        self._failures_in_a_row = 0
+        self._idle_waiters: list[Deferred[None]] = []
+        self._not_busy_waiters: list[Deferred[None]] = []
+        self._stopping = False
+
+    # --- service ---
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopping = False
+        self._needs_rebuild = True
+        # Not now: services started after this one (the store restoring
+        # sessions) fill the table first, so the first load already has them.
+        self._kick(0)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        self._stopping = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        done = self._when_not_busy()
+        done.addCallback(lambda _: self._final_step())
+        return done
+
+    def _final_step(self) -> Deferred[None]:
+        if self._on_stop == "remove":
+            self._pending.clear()
+            log.info(
+                "removing nftables table {table} (firewall.on_stop: remove)", table=self.plan.qualified_table
+            )
+            text = ruleset.remove_table(self.plan)
+        else:
+            if not self._pending or self._needs_rebuild:
+                return succeed(None)
+            # One last try, so the kernel does not keep a client the table dropped.
+            text = self._batch_text(self._pending)
+            self._pending.clear()
+        d = self._nft_apply(text)
+
+        def report(result: ProcessResult) -> None:
+            if not result.succeeded:
+                self.stats.failures += 1
+                log.error("nft failed while stopping: {message}", message=result.message())
+
+        return d.addCallback(report)
+
+    # --- IAuthorizationObserver ---
+
+    def session_started(self, session: Session) -> None:
+        previous = self._installed.get(session.mac)
+        self._installed[session.mac] = session
+        lines: list[str] = []
+        new_ip = _ip(session.ip)
+        if previous is not None and previous.ip != session.ip and _ip(previous.ip) is not None:
+            lines += ruleset.forget_counter(self.plan, _ip(previous.ip))  # type: ignore[arg-type]
+        lines += ruleset.grant(self.plan, session.mac, new_ip, self._timeout(session))
+        # A new login's connections were intercepted before it: flush them.
+        # A session restored after a restart keeps its connections.
+        is_new = session.started >= self._clock.seconds() - 1.0
+        self._enqueue(_Change(tuple(lines), flush=(session.ip,) if new_ip and is_new else ()))
+
+    def session_extended(self, session: Session) -> None:
+        self._installed[session.mac] = session
+        self._enqueue(_Change(tuple(ruleset.extend(self.plan, session.mac, self._timeout(session)))))
+
+    def session_ended(self, session: Session, reason: EndReason) -> None:
+        self._installed.pop(session.mac, None)
+        ip = _ip(session.ip)
+        # Flushing after the revoke makes its open connections fail at once
+        # (reset by the portal) instead of hanging.
+        self._enqueue(
+            _Change(tuple(ruleset.revoke(self.plan, session.mac, ip)), flush=(session.ip,) if ip else ())
+        )
+
+    def _timeout(self, session: Session) -> float | None:
+        return session.remaining(self._clock.seconds())
+
+    # --- walled garden learned from DNS ---
+
+    def on_walled_garden_answer(self, addresses: Sequence[str], ttl: float) -> None:
+        shortest, longest = self._garden_timeouts
+        timeout = min(max(float(ttl), shortest), longest)
+        now = self._clock.seconds()
+        lines: list[str] = []
+        for text in addresses:
+            address = _ip(str(text))
+            if address is None:
+                log.warn("walled garden: ignoring {text!r}, not an IP address", text=text)
+                continue
+            if any(address in network for network in self.plan.walled_garden):
+                continue  # Already open through firewall.walled_garden.
+            # A renewal within a second of the current end is not worth a change.
+            if self._learned.get(address, 0.0) >= now + timeout - 1.0:
+                continue
+            self._learned[address] = now + timeout
+            lines += ruleset.learn(self.plan, address, timeout)
+        if len(self._learned) > 4096:
+            self._forget_expired_learned(now)
+        if lines:
+            self._enqueue(_Change(tuple(lines)))
+
+    def _forget_expired_learned(self, now: float) -> None:
+        self._learned = {a: end for a, end in self._learned.items() if end > now}
+
+    # --- reading ---
+
+    def read_counters(self) -> Deferred[Counters]:
+        d = self._read_kernel()
+
+        def counters(state: KernelState | None) -> Counters:
+            if state is None:
+                return {}
+            result = {}
+            for mac, session in self._installed.items():
+                sent = state.from_client.get(mac)
+                if sent is None:
+                    continue  # Not in the kernel yet.
+                ip = _ip(session.ip)
+                received = state.to_client.get(ip) if ip is not None else None
+                result[mac] = (sent.bytes, received.bytes if received else 0)
+            return result
+
+        return d.addCallback(counters)
+
+    def _read_kernel(self) -> Deferred[KernelState | None]:
+        d = self._runner.run(self._nft, ["-j", "list", "table", "inet", self.plan.table])
+
+        def parse(result: ProcessResult) -> KernelState | None:
+            if not result.succeeded:
+                log.debug(
+                    "cannot read {table}: {message}",
+                    table=self.plan.qualified_table,
+                    message=result.message(),
+                )
+                return None
+            try:
+                return parse_kernel_state(result.stdout)
+            except UnreadableState as e:
+                log.warn("cannot read {table}: {error}", table=self.plan.qualified_table, error=str(e))
+                return None
+
+        return d.addCallback(parse)
+
+    # --- applying ---
+
+    def reload(self) -> Deferred[None]:
+        self._needs_rebuild = True
+        waiter = self.applied()
+        self._kick(0)
+        return waiter
+
+    def applied(self) -> Deferred[None]:
+        """Fires once every change made so far is in the kernel."""
+        if not self._busy and not self._pending and not self._needs_rebuild:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
+    def _enqueue(self, change: _Change) -> None:
+        self._pending.append(change)
+        self._kick(self._batch_delay)
+
+    def _kick(self, delay: float) -> None:
+        if not self.running or self._busy or self._timer is not None:
+            return
+        self._timer = self._clock.callLater(delay, self._work)
+
+    def _work(self) -> None:
+        self._timer = None
+        if self._busy or self._stopping:
+            return
+        if self._needs_rebuild:
+            self._rebuild()
+        elif self._pending:
+            self._send_batch()
+        else:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def _settle(self, retry: bool = False) -> None:
+        """The running nft ended: go on with the queue, now or after a backoff delay."""
+        self._busy = False
+        waiters, self._not_busy_waiters = self._not_busy_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+        if self._stopping or not self.running:
+            return
+        if retry:
+            delay = min(self._first_retry * 2 ** (self._failures_in_a_row - 1), self._longest_retry)
+            log.info("retrying nft in {delay:.1f}s", delay=delay)
+            self._timer = self._clock.callLater(delay, self._work)
+        else:
+            self._kick(0)
+
+    def _when_not_busy(self) -> Deferred[None]:
+        if not self._busy:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._not_busy_waiters.append(waiter)
+        return waiter
+
+    def _nft_apply(self, text: str) -> Deferred[ProcessResult]:
+        return self._runner.run(self._nft, ["-f", "-"], text.encode("utf-8"))
+
+    @staticmethod
+    def _batch_text(changes: Sequence[_Change]) -> str:
+        return "".join(line + "\n" for change in changes for line in change.lines)
+
+    def _send_batch(self) -> None:
+        self._busy = True
+        batch, self._pending = self._pending, []
+        d = self._nft_apply(self._batch_text(batch))
+
+        def done(result: ProcessResult) -> None:
+            if result.succeeded:
+                self._failures_in_a_row = 0
+                self.stats.batches += 1
+                self.stats.changes += len(batch)
+                self._flush_connections(ip for change in batch for ip in change.flush)
+                self._settle()
+                return
+            self._failed(f"applying {len(batch)} changes", result)
+            self._pending[:0] = batch
+            if self._failures_in_a_row >= self._rebuild_after:
+                self._needs_rebuild = True
+            self._settle(retry=True)
+
+        d.addCallback(done)
+        d.addErrback(self._bug, "applying changes")
+
+    def _bug(self, failure: Any, what: str) -> None:
+        # A bug of ours, not nft's: log it, and rebuild from the table later
+        # rather than stall the queue or lose the reactor.
+        log.failure("firewall: unexpected error {what}", failure, what=what)
+        self.stats.failures += 1
+        self._failures_in_a_row += 1
+        self._needs_rebuild = True
+        self._settle(retry=True)
+
+    def _failed(self, what: str, result: ProcessResult) -> None:
+        self._failures_in_a_row += 1
+        self.stats.failures += 1
+        log.error(
+            "nft failed {what} in {table} (failure {count}): {message}",
+            what=what,
+            table=self.plan.qualified_table,
+            count=self.stats.failures,
+            message=result.message(),
+        )
+
+    def _rebuild(self) -> None:
+        self._busy = True
+        d = self._read_kernel()
+        d.addCallback(self._load)
+        d.addErrback(self._bug, "loading the table")
+
+    def _load(self, before: KernelState | None) -> Deferred[None]:
+        now = self._clock.seconds()
+        sessions = list(self._table.sessions())
+        # The snapshot below includes every queued change: they are
+        # superseded, except for the connection flushes they asked for.
+        superseded, self._pending = self._pending, []
+        before = before or KernelState()
+        for address, remaining in before.learned.items():
+            if remaining > 0 and self._learned.get(address, 0.0) < now + remaining:
+                self._learned[address] = now + remaining
+        self._forget_expired_learned(now)
+        clients = []
+        for session in sessions:
+            ip = _ip(session.ip)
+            clients.append(
+                ruleset.AuthorizedClient(
+                    mac=session.mac,
+                    ip=ip,
+                    timeout=session.remaining(now),
+                    from_client=before.from_client.get(session.mac, ruleset.Counter()),
+                    to_client=before.to_client.get(ip, ruleset.Counter()) if ip else ruleset.Counter(),
+                )
+            )
+        learned = [ruleset.LearnedAddress(a, end - now) for a, end in self._learned.items()]
+        text = ruleset.ruleset(self.plan, clients, learned)
+        d = self._nft_apply(text)
+
+        def done(result: ProcessResult) -> None:
+            if result.succeeded:
+                macs = {s.mac for s in sessions}
+                log.info(
+                    "nftables table {table} loaded: {count} authorized ({kept} kept, {added} added, "
+                    "{removed} removed), {learned} walled-garden addresses",
+                    table=self.plan.qualified_table,
+                    count=len(macs),
+                    kept=len(macs & before.authorized),
+                    added=len(macs - before.authorized),
+                    removed=len(before.authorized - macs),
+                    learned=len(learned),
+                )
+                self._installed = {s.mac: s for s in sessions}
+                self._needs_rebuild = False
+                self._failures_in_a_row = 0
+                self.stats.reloads += 1
+                self._flush_connections(ip for change in superseded for ip in change.flush)
+                self._settle()
+                return
+            self._failed("loading the table", result)
+            self._pending[:0] = superseded
+            self._settle(retry=True)
+
+        return d.addCallback(done)
+
+    # --- connection tracking ---
+
+    def _flush_connections(self, ips: Any) -> None:
+        for ip in dict.fromkeys(ips):
+            d = self._runner.run(self._conntrack, ["-D", "-s", ip])
+            d.addCallback(self._flushed, ip)
+
+    def _flushed(self, result: ProcessResult, ip: str) -> None:
+        # conntrack exits 1 when there was nothing to delete.
+        if result.succeeded or b"flow entries have been deleted" in result.stderr:
+            return
+        self.stats.conntrack_failures += 1
+        log.warn("conntrack could not flush {ip}'s connections: {message}", ip=ip, message=result.message())

@@ -1,0 +1,42 @@
+"""The backend that enforces nothing: development and DNS-only deployments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from portald.clients import EndReason, Session
+from portald.firewall.interface import IFirewall
+from portald.limits import Counters
+
+
+@implementer(IFirewall)
+class NoFirewall(Service):
+    """
+    Leaves the kernel alone.  Unauthorized clients are only steered by DNS,
+    and nothing is counted.
+    """
+
+    name = "firewall"
+    backend = "none"
+
+    def session_started(self, session: Session) -> None:
+        pass
+
+    def session_extended(self, session: Session) -> None:
+        pass
+
+    def session_ended(self, session: Session, reason: EndReason) -> None:
+        pass
+
+    def on_walled_garden_answer(self, addresses: Sequence[str], ttl: float) -> None:
+        pass
+
+    def read_counters(self) -> Deferred[Counters]:
+        return succeed({})
+
+    def reload(self) -> Deferred[None]:
+        return succeed(None)

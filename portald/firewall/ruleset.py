@@ -1,0 +1,350 @@
+"""
+The text portald gives to ``nft -f -``: pure functions, no I/O.
+
+One table of portald's own (``inet <firewall.table>``) holds everything.  It
+is always written whole, as ``table …{}`` + ``delete table …`` + the new
+definition, so that loading it is one atomic replacement whether or not an
+older copy exists.  Element changes after that are small command lists that
+are idempotent: "add, delete, add again" replaces an element (and its
+timeout) whether or not the kernel still has it, and "add, delete" removes
+one that may already have timed out, so a retried batch never fails on an
+element that changed underneath it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from portald.config import Config, IPAddress, IPNetwork
+
+# nft keeps element timeouts in milliseconds; sub-second ones are rounded up.
+_MIN_TIMEOUT_MS = 1000
+
+
+@attrs.frozen
+class FirewallPlan:
+    """Everything the ruleset is generated from: configuration only, no state."""
+
+    table: str
+    interface: str
+    allowed_macs: tuple[str, ...]
+    walled_garden: tuple[IPNetwork, ...]
+    portal4: ipaddress.IPv4Address
+    portal6: ipaddress.IPv6Address | None
+    dns_port: int
+    http_port: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> FirewallPlan:
+        return cls(
+            table=config.firewall.table,
+            interface=config.portal.interface,
+            allowed_macs=config.firewall.allowed_macs,
+            walled_garden=config.firewall.walled_garden,
+            portal4=config.portal.address,
+            portal6=config.portal.address6,
+            dns_port=config.dns.port,
+            http_port=config.http.port,
+        )
+
+    @property
+    def qualified_table(self) -> str:
+        return f"inet {self.table}"
+
+
+@attrs.frozen
+class Counter:
+    """One nft counter's value."""
+
+    packets: int = 0
+    bytes: int = 0
+
+
+@attrs.frozen
+class AuthorizedClient:
+    """An authorized MAC as the kernel should hold it."""
+
+    mac: str
+    ip: IPAddress | None
+    timeout: float | None
+    # Values carried over from the table being replaced (a restart must not
+    # reset a session's traffic, which quotas are counted from).
+    from_client: Counter = Counter()
+    to_client: Counter = Counter()
+
+
+@attrs.frozen
+class LearnedAddress:
+    """A walled-garden address that portald's DNS resolved, for C{timeout} seconds."""
+
+    address: IPAddress
+    timeout: float
+
+
+def nft_timeout(seconds: float) -> str:
+    """An element timeout: whole milliseconds, at least one second."""
+    return f"{max(_MIN_TIMEOUT_MS, math.ceil(seconds * 1000))}ms"
+
+
+def _elements(items: Iterable[str]) -> str:
+    listed = list(items)
+    if not listed:
+        return ""
+    return "\t\telements = { " + ",\n\t\t\t     ".join(listed) + " }\n"
+
+
+def _set(
+    name: str, kind: str, comment: str, elements: Iterable[str] = (), flags: Sequence[str] = (), *extra: str
+) -> str:
+    lines = [f"\tset {name} {{\n", f"\t\ttype {kind}\n"]
+    if flags:
+        lines.append(f"\t\tflags {','.join(flags)}\n")
+    lines.extend(f"\t\t{line}\n" for line in extra)
+    lines.append(f'\t\tcomment "{comment}"\n')
+    lines.append(_elements(elements))
+    lines.append("\t}\n")
+    return "".join(lines)
+
+
+def _chain(name: str, comment: str, rules: Sequence[str], hook: str = "") -> str:
+    body = [f"\tchain {name} {{\n", f'\t\tcomment "{comment}"\n']
+    if hook:
+        body.append(f"\t\t{hook}\n")
+    body.extend(f"\t\t{rule}\n" for rule in rules)
+    body.append("\t}\n")
+    return "".join(body)
+
+
+def _counted(value: str, counter: Counter) -> str:
+    return f"{value} counter packets {counter.packets} bytes {counter.bytes}"
+
+
+def _family_set(address: IPAddress, v4: str, v6: str) -> str:
+    return v4 if address.version == 4 else v6
+
+
+def ruleset(
+    plan: FirewallPlan,
+    authorized: Sequence[AuthorizedClient] = (),
+    learned: Sequence[LearnedAddress] = (),
+) -> str:
+    """The whole table, replacing any older copy in one transaction."""
+    table = plan.qualified_table
+    lan = f'"{plan.interface}"'
+    garden4 = sorted((n for n in plan.walled_garden if n.version == 4), key=lambda n: n.network_address)
+    garden6 = sorted((n for n in plan.walled_garden if n.version == 6), key=lambda n: n.network_address)
+    dns4 = f"{plan.portal4}:{plan.dns_port}"
+    http4 = f"{plan.portal4}:{plan.http_port}"
+
+    def timed(value: str, timeout: float | None) -> str:
+        return value if timeout is None else f"{value} timeout {nft_timeout(timeout)}"
+
+    sets = [
+        _set(
+            "allowed_macs",
+            "ether_addr",
+            "firewall.allowed_macs: pass without signing in",
+            plan.allowed_macs,
+        ),
+        _set(
+            "authorized",
+            "ether_addr",
+            "signed-in clients; timeout = the session's end",
+            (timed(c.mac, c.timeout) for c in authorized),
+            ("timeout",),
+        ),
+        _set(
+            "bytes_from_client",
+            "ether_addr",
+            "traffic each signed-in client sent (by MAC)",
+            (_counted(c.mac, c.from_client) for c in authorized),
+            (),
+            "counter",
+        ),
+        _set(
+            "bytes_to_client4",
+            "ipv4_addr",
+            "traffic each signed-in client received (by IPv4 address)",
+            (_counted(str(c.ip), c.to_client) for c in authorized if c.ip is not None and c.ip.version == 4),
+            (),
+            "counter",
+        ),
+        _set(
+            "bytes_to_client6",
+            "ipv6_addr",
+            "traffic each signed-in client received (by IPv6 address)",
+            (_counted(str(c.ip), c.to_client) for c in authorized if c.ip is not None and c.ip.version == 6),
+            (),
+            "counter",
+        ),
+        _set(
+            "walled_garden4",
+            "ipv4_addr",
+            "firewall.walled_garden: everyone may reach these",
+            (str(n) for n in garden4),
+            ("interval",),
+            "auto-merge",
+        ),
+        _set(
+            "walled_garden6",
+            "ipv6_addr",
+            "firewall.walled_garden: everyone may reach these",
+            (str(n) for n in garden6),
+            ("interval",),
+            "auto-merge",
+        ),
+        _set(
+            "walled_garden_dns4",
+            "ipv4_addr",
+            "addresses of dns.walled_garden names; timeout = answer's TTL",
+            (f"{a.address} timeout {nft_timeout(a.timeout)}" for a in learned if a.address.version == 4),
+            ("timeout",),
+        ),
+        _set(
+            "walled_garden_dns6",
+            "ipv6_addr",
+            "addresses of dns.walled_garden names; timeout = answer's TTL",
+            (f"{a.address} timeout {nft_timeout(a.timeout)}" for a in learned if a.address.version == 6),
+            ("timeout",),
+        ),
+    ]
+
+    dnat_dns = [
+        f"meta nfproto ipv4 meta l4proto {{ tcp, udp }} th dport 53 dnat ip to {dns4} "
+        '''comment "any resolver, even a hard-coded one, is portald's DNS"''',
+    ]
+    dnat_http = [
+        f'meta nfproto ipv4 tcp dport 80 dnat ip to {http4} comment "web requests get the portal"',
+    ]
+    if plan.portal6 is not None:
+        dnat_dns.append(
+            f"meta nfproto ipv6 meta l4proto {{ tcp, udp }} th dport 53 dnat ip6 to [{plan.portal6}]:{plan.dns_port}"
+        )
+        dnat_http.append(f"meta nfproto ipv6 tcp dport 80 dnat ip6 to [{plan.portal6}]:{plan.http_port}")
+    garden_return = [
+        "ip daddr @walled_garden4 return",
+        "ip daddr @walled_garden_dns4 return",
+        "ip6 daddr @walled_garden6 return",
+        "ip6 daddr @walled_garden_dns6 return",
+    ]
+    chains = [
+        _chain(
+            "prerouting",
+            "clients that have not signed in: DNS and web go to portald",
+            [
+                f"iifname != {lan} return",
+                "ether saddr @allowed_macs return",
+                "ether saddr @authorized return",
+                *dnat_dns,
+                *garden_return,
+                *dnat_http,
+            ],
+            "type nat hook prerouting priority dstnat; policy accept;",
+        ),
+        _chain(
+            "forward",
+            "portald's part of forwarding; the rest of the machine's rules still apply",
+            [f"iifname {lan} jump from_clients", f"oifname {lan} jump to_clients"],
+            "type filter hook forward priority filter; policy accept;",
+        ),
+        _chain(
+            "from_clients",
+            "what clients send out: signed in, allowed or walled garden, else refused",
+            [
+                "ether saddr @allowed_macs accept",
+                "ether saddr @authorized goto signed_in",
+                "ip daddr @walled_garden4 accept",
+                "ip daddr @walled_garden_dns4 accept",
+                "ip6 daddr @walled_garden6 accept",
+                "ip6 daddr @walled_garden_dns6 accept",
+                'tcp dport { 443, 853 } reject with tcp reset comment "TLS fails fast; never intercepted"',
+                'udp dport 443 drop comment "QUIC: browsers fall back to TCP"',
+                'drop comment "not signed in"',
+            ],
+        ),
+        _chain(
+            "signed_in",
+            "count a signed-in client's traffic, then let it out",
+            ["ether saddr @bytes_from_client", "accept"],
+        ),
+        _chain(
+            "to_clients",
+            "what comes back: counted for signed-in clients",
+            [
+                "ip daddr @bytes_to_client4",
+                "ip6 daddr @bytes_to_client6",
+                "ct state established,related accept",
+                'drop comment "nothing outside opens connections to clients"',
+            ],
+        ),
+    ]
+    return (
+        f"table {table} {{}}\n"
+        f"delete table {table}\n"
+        f"table {table} {{\n"
+        f'\tcomment "portald: captive portal enforcement (generated; replaced at every start)"\n'
+        + "\n".join(sets + chains)
+        + "}\n"
+    )
+
+
+def remove_table(plan: FirewallPlan) -> str:
+    """Delete portald's table, whether or not it exists."""
+    table = plan.qualified_table
+    return f"table {table} {{}}\ndelete table {table}\n"
+
+
+def _replace(plan: FirewallPlan, set_name: str, value: str, suffix: str = "") -> list[str]:
+    prefix = f"element {plan.qualified_table} {set_name} {{ "
+    return [
+        f"add {prefix}{value} }}",
+        f"delete {prefix}{value} }}",
+        f"add {prefix}{value}{suffix} }}",
+    ]
+
+
+def _remove(plan: FirewallPlan, set_name: str, value: str) -> list[str]:
+    prefix = f"element {plan.qualified_table} {set_name} {{ "
+    return [f"add {prefix}{value} }}", f"delete {prefix}{value} }}"]
+
+
+def _to_client_set(ip: IPAddress) -> str:
+    return _family_set(ip, "bytes_to_client4", "bytes_to_client6")
+
+
+def grant(plan: FirewallPlan, mac: str, ip: IPAddress | None, timeout: float | None) -> list[str]:
+    """Let C{mac} out, with fresh traffic counters (a new session)."""
+    suffix = "" if timeout is None else f" timeout {nft_timeout(timeout)}"
+    lines = _replace(plan, "authorized", mac, suffix) + _replace(plan, "bytes_from_client", mac)
+    if ip is not None:
+        lines += _replace(plan, _to_client_set(ip), str(ip))
+    return lines
+
+
+def extend(plan: FirewallPlan, mac: str, timeout: float | None) -> list[str]:
+    """Move C{mac}'s kernel timeout; its counters are left alone."""
+    suffix = "" if timeout is None else f" timeout {nft_timeout(timeout)}"
+    return _replace(plan, "authorized", mac, suffix)
+
+
+def revoke(plan: FirewallPlan, mac: str, ip: IPAddress | None) -> list[str]:
+    """Stop letting C{mac} out and forget its counters."""
+    lines = _remove(plan, "authorized", mac) + _remove(plan, "bytes_from_client", mac)
+    if ip is not None:
+        lines += _remove(plan, _to_client_set(ip), str(ip))
+    return lines
+
+
+def forget_counter(plan: FirewallPlan, ip: IPAddress) -> list[str]:
+    """Stop counting traffic to C{ip} (a client that moved to another address)."""
+    return _remove(plan, _to_client_set(ip), str(ip))
+
+
+def learn(plan: FirewallPlan, address: IPAddress, timeout: float) -> list[str]:
+    """Open C{address} (a walled-garden name's) to everyone for C{timeout} seconds."""
+    set_name = _family_set(address, "walled_garden_dns4", "walled_garden_dns6")
+    return _replace(plan, set_name, str(address), f" timeout {nft_timeout(timeout)}")

@@ -1,0 +1,506 @@
+"""
+The nftables backend's queue: batching, ordering, retry with backoff,
+reconciling at start, connection flushes, walled-garden learning, counters
+and stopping.  nft and conntrack are the fake runner; time is a Clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
+
+from portald.clients import AuthorizationTable, EndReason, Session
+from portald.firewall import ruleset
+from portald.firewall.interface import IFirewall
+from portald.firewall.nftables import NftablesFirewall
+from tests.fake_runner import FakeRunner, Invocation
+from tests.firewall_plans import FULL_YAML, MINIMAL_YAML, config
+
+NFT = "/usr/sbin/nft"
+CONNTRACK = "/usr/sbin/conntrack"
+MAC1, MAC2, MAC3 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
+
+
+def kernel_json(sets: dict[str, list]) -> bytes:
+    items: list[dict] = [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}]
+    items.append({"table": {"family": "inet", "name": "portald", "handle": 1}})
+    for name, elements in sets.items():
+        items.append({"set": {"family": "inet", "name": name, "table": "portald", "elem": elements}})
+    return json.dumps({"nftables": items}).encode()
+
+
+def counted(value: str, packets: int, size: int) -> dict:
+    return {"elem": {"val": value, "counter": {"packets": packets, "bytes": size}}}
+
+
+class Harness:
+    def __init__(self, yaml: str = MINIMAL_YAML) -> None:
+        self.clock = Clock()
+        self.runner = FakeRunner()
+        self.table = AuthorizationTable(self.clock)
+        self.config = config(yaml)
+        self.firewall = NftablesFirewall(self.config, self.table, self.clock, self.runner)
+        self.table.add_observer(self.firewall)
+
+    def start(self, kernel: bytes | None = None) -> Invocation:
+        """Start, answer the read of the old table, and return the load."""
+        self.firewall.startService()
+        self.clock.advance(0)
+        read = self.runner.only_running()
+        assert (read.executable, read.args) == (
+            NFT,
+            ("-j", "list", "table", "inet", self.config.firewall.table),
+        )
+        if kernel is None:
+            read.finish(1, stderr=b"Error: No such file or directory\nlist table inet portald\n")
+        else:
+            read.finish(0, stdout=kernel)
+        load = self.runner.only_running()
+        assert (load.executable, load.args) == (NFT, ("-f", "-"))
+        return load
+
+    def started(self) -> None:
+        self.start().finish(0)
+        self.clock.advance(0)
+        assert self.runner.running() == []
+
+    def authorize(self, mac: str, ip: str, duration: float | None = 3600) -> None:
+        self.table.authorize(mac, ip=ip, method="click-through", duration=duration)
+
+    def firewall_calls(self) -> list:
+        return [c for c in self.clock.getDelayedCalls() if getattr(c.func, "__self__", None) is self.firewall]
+
+    def nft_running(self) -> list[Invocation]:
+        return [i for i in self.runner.running() if i.executable == NFT]
+
+    def only_nft(self) -> Invocation:
+        running = self.nft_running()
+        assert len(running) == 1, running
+        return running[0]
+
+    def conntrack_running(self) -> list[Invocation]:
+        return [i for i in self.runner.running() if i.executable == CONNTRACK]
+
+
+def lines(*groups: list[str]) -> str:
+    return "".join(line + "\n" for group in groups for line in group)
+
+
+def test_it_is_a_firewall() -> None:
+    assert IFirewall.providedBy(Harness().firewall)
+
+
+def test_start_loads_the_whole_table_from_the_authorization_table() -> None:
+    h = Harness()
+    h.authorize(MAC1, "192.0.2.10", 600)
+    h.clock.advance(100)
+    load = h.start()
+    plan = h.firewall.plan
+    client = ruleset.AuthorizedClient(MAC1, ipaddress.ip_address("192.0.2.10"), 500.0)
+    assert load.text == ruleset.ruleset(plan, [client])
+    load.finish(0)
+    assert h.firewall.stats.reloads == 1
+    # The authorization made before start went into the load, not a batch;
+    # its connections are flushed once the load is in.
+    h.clock.advance(0)
+    assert h.nft_running() == []
+    assert [i.args for i in h.conntrack_running()] == [("-D", "-s", "192.0.2.10")]
+
+
+def test_reconcile_table_wins_and_counters_of_continuing_sessions_survive() -> None:
+    h = Harness()
+    h.authorize(MAC1, "192.0.2.10", None)
+    kernel = kernel_json(
+        {
+            "authorized": [MAC1, MAC2],
+            "bytes_from_client": [counted(MAC1, 5, 500), counted(MAC2, 6, 600)],
+            "bytes_to_client4": [counted("192.0.2.10", 8, 8000), counted("192.0.2.20", 1, 100)],
+            "walled_garden_dns4": [{"elem": {"val": "203.0.113.200", "timeout": 300, "expires": 120}}],
+        }
+    )
+    with capturedLogs() as events:
+        load = h.start(kernel)
+        load.finish(0)
+    text = load.text
+    assert f"{MAC1} counter packets 5 bytes 500" in text
+    assert "192.0.2.10 counter packets 8 bytes 8000" in text
+    assert MAC2 not in text and "192.0.2.20" not in text
+    assert "203.0.113.200 timeout 120000ms" in text
+    message = [e for e in events if "loaded" in e.get("log_format", "")][0]
+    assert (message["kept"], message["added"], message["removed"]) == (1, 0, 1)
+
+
+def test_changes_in_one_turn_go_in_one_invocation_in_order() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10", 60)
+    h.authorize(MAC2, "192.0.2.20", 60)
+    h.table.deauthorize(MAC1, EndReason.LOGOUT)
+    assert h.runner.running() == []  # Nothing before the reactor turns.
+    h.clock.advance(0)
+    batch = h.only_nft()
+    p = h.firewall.plan
+    ip = ipaddress.ip_address
+    assert batch.text == lines(
+        ruleset.grant(p, MAC1, ip("192.0.2.10"), 60),
+        ruleset.grant(p, MAC2, ip("192.0.2.20"), 60),
+        ruleset.revoke(p, MAC1, ip("192.0.2.10")),
+    )
+
+
+def test_changes_during_an_invocation_wait_for_the_next_one() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    first = h.only_nft()
+    h.authorize(MAC2, "192.0.2.20")
+    h.authorize(MAC3, "192.0.2.30")
+    h.clock.advance(1)
+    assert h.nft_running() == [first]  # At most one nft at a time.
+    first.finish(0)
+    h.clock.advance(0)
+    second = h.only_nft()
+    assert MAC2 in second.text and MAC3 in second.text and MAC1 not in second.text
+    assert second.text.index(MAC2) < second.text.index(MAC3)
+    second.finish(0)
+    assert h.firewall.stats.batches == 2 and h.firewall.stats.changes == 3
+
+
+def test_connections_are_flushed_only_after_the_authorization_is_in_the_kernel() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    batch = h.only_nft()
+    assert h.conntrack_running() == []
+    batch.finish(0)
+    flush = h.conntrack_running()
+    assert [(i.executable, i.args) for i in flush] == [(CONNTRACK, ("-D", "-s", "192.0.2.10"))]
+    # conntrack says 1 when there was nothing to flush: not a failure.
+    flush[0].finish(1, stderr=b"conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n")
+    assert h.firewall.stats.conntrack_failures == 0
+
+
+def test_a_failed_conntrack_is_counted_and_logged() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    with capturedLogs() as events:
+        h.conntrack_running()[0].finish(None, stderr=b"/usr/sbin/conntrack: not an executable file")
+    assert h.firewall.stats.conntrack_failures == 1
+    assert any("not an executable file" in str(e.get("message")) for e in events)
+
+
+def test_ended_sessions_are_flushed_too() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    h.conntrack_running()[0].finish(0)
+    h.table.deauthorize(MAC1, EndReason.LOGOUT)
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    assert [i.args for i in h.conntrack_running()] == [("-D", "-s", "192.0.2.10")]
+
+
+def test_failure_is_logged_with_nfts_message_counted_and_retried_with_backoff() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    first = h.only_nft()
+    with capturedLogs() as events:
+        first.finish(1, stderr=b"Error: Could not process rule: Cannot allocate memory\n")
+    errors = [e for e in events if e["log_level"].name == "error"]
+    assert "Could not process rule: Cannot allocate memory" in errors[0]["message"]
+    assert h.firewall.stats.failures == 1
+    h.authorize(MAC2, "192.0.2.20")
+    h.clock.advance(0.49)
+    assert h.nft_running() == []
+    assert h.conntrack_running() == []  # Not applied, so nothing flushed.
+    h.clock.advance(0.01)
+    retry = h.only_nft()
+    # The failed changes again, then the new one, in order.
+    assert retry.text.startswith(first.text) and MAC2 in retry.text[len(first.text) :]
+    retry.finish(1, stderr=b"Error: again\n")
+    h.clock.advance(0.99)
+    assert h.nft_running() == []
+    h.clock.advance(0.01)
+    h.only_nft().finish(0)
+    assert h.firewall.stats.failures == 2 and h.firewall.stats.batches == 1
+    assert sorted(i.args[-1] for i in h.conntrack_running()) == ["192.0.2.10", "192.0.2.20"]
+    # Success resets the backoff.
+    h.authorize(MAC3, "192.0.2.30")
+    h.clock.advance(0)
+    h.only_nft().finish(1)
+    h.clock.advance(0.5)
+    assert len(h.nft_running()) == 1
+
+
+def test_backoff_is_capped() -> None:
+    h = Harness()
+    h.firewall._rebuild_after = 1000  # Only the delays matter here.
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    delays = []
+    for _ in range(9):
+        h.only_nft().finish(1)
+        call = h.clock.getDelayedCalls()[0]
+        delays.append(call.getTime() - h.clock.seconds())
+        h.clock.advance(delays[-1])
+    assert delays == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+
+
+def test_repeated_failures_rebuild_the_whole_table() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    for delay in (0.5, 1.0):
+        h.only_nft().finish(1, stderr=b"Error: No such file or directory\n")
+        h.clock.advance(delay)
+    h.only_nft().finish(1, stderr=b"Error: No such file or directory\n")
+    h.clock.advance(2.0)
+    # Third failure in a row: read the kernel and load everything again.
+    read = h.only_nft()
+    assert read.args == ("-j", "list", "table", "inet", "portald")
+    read.finish(1)
+    load = h.only_nft()
+    assert load.text.startswith("table inet portald {}\ndelete table inet portald\n")
+    assert MAC1 in load.text
+    load.finish(0)
+    assert [i.args for i in h.conntrack_running()] == [("-D", "-s", "192.0.2.10")]
+    assert h.firewall.stats.reloads == 2
+
+
+def test_a_failed_start_is_retried() -> None:
+    h = Harness()
+    h.authorize(MAC1, "192.0.2.10")
+    h.start().finish(1, stderr=b"Error: Could not process rule: Operation not permitted\n")
+    assert h.firewall.stats.failures == 1
+    h.clock.advance(0.5)
+    h.only_nft().finish(1)  # the read again
+    h.only_nft().finish(0)
+    assert h.firewall.stats.reloads == 1
+
+
+def test_changes_before_the_first_load_are_part_of_it() -> None:
+    h = Harness()
+    h.firewall.startService()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    h.only_nft().finish(1)  # no old table
+    load = h.only_nft()
+    assert MAC1 in load.text
+    h.authorize(MAC2, "192.0.2.20")  # after the snapshot: a batch of its own
+    load.finish(0)
+    h.clock.advance(0)
+    batch = h.only_nft()
+    assert MAC2 in batch.text and MAC1 not in batch.text
+
+
+def test_extension_moves_only_the_timeout() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10", 600)
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    h.clock.advance(100)
+    h.table.extend(MAC1, 300)
+    h.clock.advance(0)
+    assert h.only_nft().text == lines(ruleset.extend(h.firewall.plan, MAC1, 800))
+
+
+def test_a_client_back_with_another_address_has_its_old_counter_removed() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.authorize(MAC1, "192.0.2.11")
+    h.clock.advance(0)
+    text = h.only_nft().text
+    assert "delete element inet portald bytes_to_client4 { 192.0.2.10 }" in text
+    assert text.rstrip().endswith("add element inet portald bytes_to_client4 { 192.0.2.11 }")
+
+
+def test_walled_garden_answers_open_addresses_for_their_ttl() -> None:
+    h = Harness(FULL_YAML)
+    h.started()
+    with capturedLogs() as events:
+        h.firewall.on_walled_garden_answer(
+            ["203.0.113.200", "2001:db8:e::1", "not-an-ip", "203.0.113.70"], 600
+        )
+    assert any("not-an-ip" in str(e.get("text")) for e in events)
+    h.clock.advance(0)
+    text = h.only_nft().text
+    assert "add element inet guests walled_garden_dns4 { 203.0.113.200 timeout 600000ms }" in text
+    assert "add element inet guests walled_garden_dns6 { 2001:db8:e::1 timeout 600000ms }" in text
+    assert "203.0.113.70" not in text  # inside the configured 203.0.113.64/26 already
+    h.only_nft().finish(0)
+    # The same answer again soon after changes nothing; a short TTL gets the floor.
+    h.firewall.on_walled_garden_answer(["203.0.113.200"], 600)
+    h.firewall.on_walled_garden_answer(["203.0.113.201"], 0)
+    h.clock.advance(0)
+    assert h.only_nft().text == lines(
+        ruleset.learn(h.firewall.plan, ipaddress.ip_address("203.0.113.201"), 60)
+    )
+
+
+def test_learned_addresses_are_kept_when_the_table_is_rebuilt() -> None:
+    h = Harness()
+    h.started()
+    h.firewall.on_walled_garden_answer(["203.0.113.200"], 300)
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    h.clock.advance(100)
+    d = h.firewall.reload()
+    h.clock.advance(0)
+    h.only_nft().finish(1)
+    load = h.only_nft()
+    assert "203.0.113.200 timeout 200000ms" in load.text
+    assert not d.called
+    load.finish(0)
+    h.clock.advance(0)
+    assert d.called
+
+
+def test_read_counters_by_mac_in_both_directions() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.authorize(MAC2, "2001:db8::20")
+    h.authorize(MAC3, "192.0.2.30")
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    d = h.firewall.read_counters()
+    read = h.only_nft()
+    assert read.args == ("-j", "list", "table", "inet", "portald")
+    read.finish(
+        0,
+        stdout=kernel_json(
+            {
+                "bytes_from_client": [counted(MAC1, 3, 300), counted(MAC2, 4, 400)],
+                "bytes_to_client4": [counted("192.0.2.10", 5, 5000)],
+                "bytes_to_client6": [counted("2001:db8::20", 6, 6000)],
+            }
+        ),
+    )
+    assert d.result == {MAC1: (300, 5000), MAC2: (400, 6000)}
+
+
+def test_read_counters_when_nft_fails_or_talks_nonsense() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    first = h.firewall.read_counters()
+    h.only_nft().finish(1, stderr=b"Error: No such file or directory\n")
+    assert first.result == {}
+    second = h.firewall.read_counters()
+    with capturedLogs():
+        h.only_nft().finish(0, stdout=b"{not json")
+    assert second.result == {}
+
+
+def test_stop_keeps_the_table_and_applies_what_is_pending() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    in_flight = h.only_nft()
+    h.table.deauthorize(MAC1, EndReason.ADMIN)
+    stopped = h.firewall.stopService()
+    assert not stopped.called
+    in_flight.finish(0)
+    last = h.only_nft()
+    assert "delete element inet portald authorized { 02:00:00:00:00:01 }" in last.text
+    assert "delete table" not in last.text
+    last.finish(0)
+    assert stopped.called
+    assert h.firewall_calls() == []
+
+
+def test_stop_removes_the_table_when_configured() -> None:
+    h = Harness(FULL_YAML)
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    stopped = h.firewall.stopService()
+    remove = h.only_nft()
+    assert remove.text == "table inet guests {}\ndelete table inet guests\n"
+    remove.finish(0)
+    assert stopped.called
+    assert h.firewall_calls() == []
+
+
+def test_stop_during_a_backoff_cancels_the_retry() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    h.only_nft().finish(1)
+    assert h.clock.getDelayedCalls()
+    stopped = h.firewall.stopService()
+    h.only_nft().finish(0)  # the one last try of what is pending
+    assert stopped.called and h.firewall_calls() == []
+
+
+def test_applied_fires_once_changes_are_in_the_kernel() -> None:
+    h = Harness()
+    h.started()
+    assert h.firewall.applied().called
+    h.authorize(MAC1, "192.0.2.10")
+    waiting = h.firewall.applied()
+    h.clock.advance(0)
+    assert not waiting.called
+    h.only_nft().finish(0)
+    h.clock.advance(0)
+    assert waiting.called
+
+
+def test_a_bug_in_a_callback_does_not_stall_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    monkeypatch.setattr(h.firewall, "_flush_connections", lambda ips: 1 / 0)
+    with capturedLogs():
+        h.only_nft().finish(0)
+    monkeypatch.undo()
+    assert h.firewall.stats.failures == 1
+    h.clock.advance(0.5)
+    h.only_nft().finish(1)  # rebuilding: read
+    assert MAC1 in h.only_nft().text
+
+
+def test_restored_sessions_keep_their_connections() -> None:
+    h = Harness()
+    h.started()
+    h.clock.advance(1000)
+    h.table.restore(Session(MAC1, "192.0.2.10", "click-through", started=400.0, expires=4000.0))
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    assert h.conntrack_running() == []
+
+
+def test_the_service_tree_wires_the_configured_backend(tmp_path) -> None:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from portald.firewall.none import NoFirewall
+    from portald.tap import build_service
+
+    text = FULL_YAML + f"state:\n  database: {tmp_path / 'sessions.sqlite3'}\n"
+    service = build_service(config(text), MemoryReactorClock())
+    assert isinstance(service.firewall, NftablesFirewall)
+    assert service.firewall.parent is service
+    assert service.limits._source is service.firewall
+    service.store.close()
+    none = build_service(config(text.replace("backend: nftables", "backend: none")), MemoryReactorClock())
+    assert isinstance(none.firewall, NoFirewall) and none.limits._source is none.activity
+    none.store.close()
