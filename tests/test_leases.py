@@ -226,7 +226,13 @@ def test_isc_malformed_blocks_are_skipped_and_reported() -> None:
 def test_isc_cut_short_is_truncated_and_keeps_earlier_blocks(cut: str) -> None:
     result = parse_isc_dhcpd(ISC_REAL + cut, NOW)
     assert result.truncated
-    assert result.problems
+    assert by_ip(result) == by_ip(parse_isc_dhcpd(ISC_REAL, NOW))
+
+
+def test_isc_problem_lines_count_comments_and_strings() -> None:
+    text = '# one\nserver-duid "a\nb";\n\nlease 192.0.2.1 {\n  ends never; # no state\n}\nlease 192.0.2.999 { binding state active; }\n'
+    result = parse_isc_dhcpd(text, NOW)
+    assert [problem.line for problem in result.problems] == [8]
 
 
 # --- Kea -----------------------------------------------------------------------------
