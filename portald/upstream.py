@@ -25,6 +25,10 @@ from portald.dnswire import EDNS_UDP_SIZE, HEADER, RCODE_NOERROR, RCODE_NXDOMAIN
 log = Logger()
 
 
+# Upstream failures are logged at most this often (seconds).
+WARNING_INTERVAL = 10.0
+
+
 class UpstreamFailed(Exception):
     """No upstream resolver gave a usable answer in time."""
 
@@ -179,6 +183,8 @@ class Forwarder:
         self._ports: list[Any] = []
         self._in_flight: dict[CacheKey, list[defer.Deferred]] = {}
         self._stopped = False
+        self._last_warning = float("-inf")
+        self._unlogged_failures = 0
 
     def resolve(
         self, key: CacheKey, on_fresh: Callable[[CachedAnswer], None] | None = None
@@ -205,9 +211,7 @@ class Forwarder:
         waiting = self._in_flight.pop(key, [])
         if isinstance(outcome, Failure):
             error = outcome.value if outcome.check(UpstreamFailed) else UpstreamFailed(str(outcome.value))
-            log.warn(
-                "no upstream answered {name} ({error})", name=key[0].decode("ascii", "replace"), error=error
-            )
+            self._warn_failure(key, error)
             for deferred in waiting:
                 deferred.errback(UpstreamFailed(str(error)))
             return
@@ -220,6 +224,21 @@ class Forwarder:
                 log.failure("the fresh-answer callback failed for {name}", name=key[0])
         for deferred in waiting:
             deferred.callback(entry)
+
+    def _warn_failure(self, key: CacheKey, error: Exception) -> None:
+        """Say that a name got SERVFAIL, at most once per L{WARNING_INTERVAL} (an outage is not a flood)."""
+        now = self._reactor.seconds()
+        if now - self._last_warning < WARNING_INTERVAL:
+            self._unlogged_failures += 1
+            return
+        log.warn(
+            "no upstream answered {name} ({error}); {more} more failed since the last warning",
+            name=key[0].decode("ascii", "replace"),
+            error=error,
+            more=self._unlogged_failures,
+        )
+        self._last_warning = now
+        self._unlogged_failures = 0
 
     def _ask(self, key: CacheKey, index: int) -> defer.Deferred:
         """Ask upstream C{index}, then the next ones, until one answers."""
@@ -237,7 +256,7 @@ class Forwarder:
         def next_upstream(failure: Failure) -> Any:
             if self._stopped:
                 return failure
-            log.info(
+            log.debug(
                 "upstream {upstream} failed for {name}: {why}",
                 upstream=str(upstream),
                 name=key[0].decode("ascii", "replace"),

@@ -129,12 +129,14 @@ class Harness:
         self.neighbours = Neighbours()
         self.neighbours.replace({CLIENT[0]: CLIENT_MAC, OTHER[0]: OTHER_MAC})
         self.walled_garden_answers: list[tuple[list[str], float]] = []
+        self.activity: list[tuple[str | None, int, int]] = []
         self.service = DNSService(
             self.config,
             self.reactor,
             self.table,
             self.neighbours,
             on_walled_garden_answer=lambda addrs, ttl: self.walled_garden_answers.append((list(addrs), ttl)),
+            on_activity=lambda mac, received, sent: self.activity.append((mac, received, sent)),
         )
         self.service.privilegedStartService()
         self.service.startService()

@@ -505,3 +505,54 @@ def test_stopping_fails_queries_in_flight_and_leaves_no_timers() -> None:
     h.close()
     assert h.reactor.getDelayedCalls() == []
     assert h.replies_to(CLIENT)[-1].rCode == dns.ESERVER
+
+
+def test_signed_in_queries_count_as_activity_on_both_paths(dns_server: Harness) -> None:
+    dns_server.authorize()
+    first = query("www.example.com")
+    dns_server.send(first)
+    sent, to = dns_server.upstream_queries()[-1]
+    dns_server.upstream_answers(sent, to, [a_record("www.example.com", "203.0.113.5")])
+    cached = query("www.example.com", id=2, edns=1232)
+    dns_server.send(cached)  # the fast path
+    answers = dns_server.server_transport.written
+    assert dns_server.activity == [
+        (CLIENT_MAC, len(first), len(answers[-2][0])),
+        (CLIENT_MAC, len(cached), len(answers[-1][0])),
+    ]
+    # Not signed in, the portal, the canary, the walled garden: none counts.
+    dns_server.send(query("www.example.com"), OTHER)
+    dns_server.send(query("portal.example"))
+    dns_server.send(query("use-application-dns.net"))
+    assert len(dns_server.activity) == 2
+
+
+def test_without_upstreams_signed_in_clients_get_servfail_at_once() -> None:
+    h = Harness(make_config(dns_overrides={"upstream": "[]"}))
+    h.authorize()
+    assert h.ask(query("www.example.com")).rCode == dns.ESERVER
+    assert h.reactor.getDelayedCalls() == []
+    h.close()
+
+
+def test_an_upstream_outage_is_logged_without_a_flood() -> None:
+    from twisted.logger import globalLogPublisher
+
+    warnings: list[dict] = []
+
+    def observer(event: dict) -> None:
+        if "no upstream answered" in event.get("log_format", ""):
+            warnings.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    h = Harness(make_config(dns_overrides={"upstream": "[]"}))
+    try:
+        h.authorize()
+        for i in range(20):
+            assert h.ask(query(f"n{i}.example")).rCode == dns.ESERVER
+        h.reactor.advance(10)
+        h.ask(query("later.example"))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        h.close()
+    assert [event["more"] for event in warnings] == [0, 19]
