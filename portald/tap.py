@@ -24,6 +24,7 @@ from portald.firewall import make_firewall
 from portald.leasewatch import LeaseWatcher, make_notifier, watched_files
 from portald.limits import ActivityTracker, SessionLimits
 from portald.store import SessionStore, StoreError
+from portald.web.service import web_service
 from portald.welcome import WelcomeService
 
 log = Logger()
@@ -97,6 +98,9 @@ class PortalService(MultiService):
         self.store.usage = self.limits.usage
         self._restored = False
         WelcomeService(config, reactor).setServiceParent(self)
+        web_service(config, self.table, self.neighbours, reactor, usage=self.limits.usage).setServiceParent(
+            self
+        )
 
     def restore_sessions(self) -> None:
         """

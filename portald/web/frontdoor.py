@@ -1,0 +1,187 @@
+"""
+The first reader of every HTTP connection.
+
+Most of what reaches port 80 of a captive portal is one small GET for a
+foreign Host, often on a fresh connection (OS probes, apps retrying).  The
+front door answers exactly those itself, from the same L{Interception} that
+decides for twisted.web, at a fraction of twisted.web's cost per request.
+Anything else (the portal's own Host, a request body, an unusual or
+incomplete head) is handed, bytes and all, to a twisted.web channel, which
+then owns the connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+from twisted.web.http import datetimeToString
+from twisted.web.server import Site
+
+from portald.clients import normalise_ip
+from portald.web.intercept import Interception, Response
+
+# A head larger than this is not a probe: twisted.web gets it, with its limits.
+MAX_FAST_HEAD = 8192
+_FAST_VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
+
+
+class FrontDoor(Protocol):
+    factory: FrontDoorFactory
+
+    def __init__(self, factory: FrontDoorFactory, client_ip: str) -> None:
+        self.factory = factory
+        self._client_ip = client_ip
+        self._buffer = b""
+        self._delegate: Protocol | None = None
+        self._closing = False
+        # Set by each read, cleared by the idle sweep.
+        self.active = True
+
+    def connectionMade(self) -> None:
+        self.factory.connections.add(self)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.factory.connections.discard(self)
+        if self._delegate is not None:
+            self._delegate.connectionLost(reason)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._delegate is not None:
+            self._delegate.dataReceived(data)
+            return
+        if self._closing:
+            return
+        self.active = True
+        buffer = self._buffer + data if self._buffer else data
+        while True:
+            end = buffer.find(b"\r\n\r\n", 0, MAX_FAST_HEAD)
+            if end < 0:
+                if len(buffer) >= MAX_FAST_HEAD:
+                    self._hand_over(buffer)
+                else:
+                    self._buffer = buffer
+                return
+            response_sent = self._answer(buffer[:end])
+            if not response_sent:
+                self._hand_over(buffer)
+                return
+            buffer = buffer[end + 4 :]
+            if self._closing:
+                return
+            if not buffer:
+                self._buffer = b""
+                return
+
+    def _answer(self, head: bytes) -> bool:
+        """Answer one request head, if it is simple and for a foreign Host."""
+        lines = head.split(b"\r\n")
+        request_line = lines[0].split(b" ")
+        if len(request_line) != 3 or request_line[2] not in _FAST_VERSIONS:
+            return False
+        method, target, version = request_line
+        host = None
+        keep_alive = version == b"HTTP/1.1"
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or name[-1:] in (b" ", b"\t") or line[:1] in (b" ", b"\t"):
+                return False
+            name = name.lower()
+            if name == b"host":
+                if host is not None:
+                    return False
+                host = value.strip()
+            elif name == b"connection":
+                tokens = value.lower()
+                if b"upgrade" in tokens:
+                    return False
+                if b"close" in tokens:
+                    keep_alive = False
+                elif b"keep-alive" in tokens:
+                    keep_alive = True
+            elif name in (b"content-length", b"transfer-encoding", b"expect", b"upgrade"):
+                if name != b"content-length" or value.strip() != b"0":
+                    return False
+        if host is None or self.factory.interception.is_portal_host(host):
+            return False
+        response = self.factory.interception.answer(self._client_ip, method, host, target)
+        self.transport.write(self.factory.serialize(response, method == b"HEAD", keep_alive))
+        if not keep_alive:
+            self._closing = True
+            self.transport.loseConnection()
+        return True
+
+    def _hand_over(self, buffer: bytes) -> None:
+        self._buffer = b""
+        channel = self.factory.site.buildProtocol(self.transport.getPeer())
+        self._delegate = channel
+        channel.makeConnection(self.transport)
+        channel.dataReceived(buffer)
+
+
+class FrontDoorFactory(Factory):
+    """
+    Builds a L{FrontDoor} per connection, and closes fast-path connections
+    that stay idle for between one and two C{idle_timeout}s (one sweep for
+    all connections, not a timer per connection).
+    """
+
+    noisy = False
+
+    def __init__(
+        self, interception: Interception, site: Site, clock: IReactorTime, idle_timeout: float = 15.0
+    ):
+        self.interception = interception
+        self.site = site
+        self._clock = clock
+        self._idle_timeout = idle_timeout
+        self.connections: set[FrontDoor] = set()
+        self._sweeper: LoopingCall | None = None
+        self._date_second = -1
+        self._date = b""
+
+    def buildProtocol(self, addr: IAddress) -> FrontDoor:
+        host: str = addr.host  # type: ignore[attr-defined]
+        # IPv4 peers come canonical already; only IPv6 text needs the work.
+        return FrontDoor(self, normalise_ip(host) if ":" in host else host)
+
+    def startFactory(self) -> None:
+        self._sweeper = LoopingCall(self.sweep)
+        self._sweeper.clock = self._clock
+        self._sweeper.start(self._idle_timeout, now=False)
+
+    def stopFactory(self) -> None:
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self._sweeper = None
+
+    def sweep(self) -> None:
+        for connection in list(self.connections):
+            if connection._delegate is not None:
+                # twisted.web's channel keeps its own timeout.
+                self.connections.discard(connection)
+            elif connection.active:
+                connection.active = False
+            else:
+                connection.transport.loseConnection()
+
+    def _date_header(self) -> bytes:
+        now = int(self._clock.seconds())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = datetimeToString(now)
+        return self._date
+
+    def serialize(self, response: Response, head_only: bool, keep_alive: bool) -> bytes:
+        parts: list[Any] = [b"HTTP/1.1 %d %s\r\n" % (response.code, response.reason)]
+        parts.extend(b"%s: %s\r\n" % header for header in response.headers)
+        parts.append(
+            b"Date: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n"
+            % (self._date_header(), len(response.body), b"keep-alive" if keep_alive else b"close")
+        )
+        if not head_only:
+            parts.append(response.body)
+        return b"".join(parts)

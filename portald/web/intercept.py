@@ -1,0 +1,150 @@
+"""
+What a request for someone else's site gets: the decision and its bytes.
+
+Kept apart from any HTTP machinery so that the fast front door and the
+full twisted.web path give exactly the same answers.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from portald.clients import AuthorizationTable, Neighbours
+from portald.config import Config, ProbeRule
+from portald.web.interceptlog import InterceptLog
+from portald.web.pages import Prerendered
+from portald.web.security import COMMON_HEADERS, HTML, INTERCEPT_CSP, NO_STORE
+from portald.web.theme import Theme
+from portald.web.tokens import Signer
+from portald.web.urls import original_url, split_host
+
+NEXT = "next"  # the token purpose and query parameter that carry a destination
+NEXT_MAX_AGE = 3600.0
+NETWORK_AUTHENTICATION_REQUIRED = b"Network Authentication Required"
+
+
+class Answer(enum.Enum):
+    PROBE_REDIRECT = "302 to the portal (probe)"
+    NETWORK_AUTH = "511 Network Authentication Required"
+    ONLINE = "200 online page (authorized)"
+
+
+@attrs.frozen
+class Response:
+    """A complete answer; the body is sent for every method but HEAD."""
+
+    answer: Answer
+    code: int
+    reason: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+
+
+_HEADERS = (
+    (b"Content-Type", HTML),
+    (b"Cache-Control", NO_STORE),
+    (b"Content-Security-Policy", INTERCEPT_CSP),
+)
+_HEADERS += COMMON_HEADERS
+_REDIRECT_BODY = b'<!DOCTYPE html>\n<html lang="en"><head><title>Sign in</title></head><body><p>Sign in first.</p></body></html>\n'
+
+
+class Interception:
+    """
+    Decides, logs (see L{InterceptLog}) and counts the answer to every
+    intercepted request.
+
+    @ivar counts: intercepted requests so far, by L{Answer}.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        table: AuthorizationTable,
+        neighbours: Neighbours,
+        signer: Signer,
+        theme: Theme,
+        clock: IReactorTime,
+    ) -> None:
+        self._table = table
+        self._neighbours = neighbours
+        self._signer = signer
+        self.portal_url = config.portal_url
+        portal = config.portal
+        self._portal_hosts = {portal.hostname, str(portal.address)}
+        if portal.address6 is not None:
+            self._portal_hosts.add(f"[{portal.address6}]")
+        self._probes: dict[str, list[ProbeRule]] = {}
+        for rule in config.http.probes:
+            self._probes.setdefault(rule.host, []).append(rule)
+        self.counts: Counter[Answer] = Counter()
+        self.log = InterceptLog(clock)
+        self._network_auth = Prerendered(
+            theme.loader("network-auth"), {"venue": portal.venue}, ["portal_link"]
+        )
+        self._online = Prerendered(
+            theme.loader("online"),
+            {"venue": portal.venue, "status_link": self.portal_url + "status"},
+            ["destination"],
+        )
+
+    def is_portal_host(self, host_header: bytes | None) -> bool:
+        host = split_host(host_header) if host_header else None
+        return host is not None and host[0] in self._portal_hosts
+
+    def is_probe(self, host: str, path: str) -> bool:
+        rules = self._probes.get(host)
+        return rules is not None and any(rule.matches(host, path) for rule in rules)
+
+    def portal_link(self, client_ip: str, destination: str | None) -> str:
+        """The portal's URL, carrying C{destination} signed for this client only."""
+        if destination is None:
+            return self.portal_url
+        return f"{self.portal_url}?{NEXT}={self._signer.sign(NEXT, client_ip, destination)}"
+
+    def destination(self, client_ip: str, token: str | None) -> str | None:
+        """The URL a C{next} token carries, if it is genuine and was issued to this client."""
+        if not token:
+            return None
+        return self._signer.verify(NEXT, client_ip, token, NEXT_MAX_AGE)
+
+    def answer(self, client_ip: str, method: bytes, host_header: bytes, target: bytes) -> Response:
+        """The answer to C{method target} with C{Host: host_header} from C{client_ip}."""
+        url = original_url(host_header, target)
+        mac = self._neighbours.mac_for(client_ip)
+        if self._table.is_authorized(mac):
+            response = Response(
+                Answer.ONLINE,
+                200,
+                b"OK",
+                _HEADERS,
+                self._online.render({"destination": url or self.portal_url + "status"}),
+            )
+        elif url is not None and self._is_probe_url(url):
+            link = self.portal_link(client_ip, url).encode("ascii")
+            response = Response(
+                Answer.PROBE_REDIRECT, 302, b"Found", ((b"Location", link), *_HEADERS), _REDIRECT_BODY
+            )
+        else:
+            body = self._network_auth.render({"portal_link": self.portal_link(client_ip, url)})
+            response = Response(Answer.NETWORK_AUTH, 511, NETWORK_AUTHENTICATION_REQUIRED, _HEADERS, body)
+        self.counts[response.answer] += 1
+        self.log.record(
+            client_ip,
+            mac,
+            method.decode("ascii", "replace"),
+            url or repr(host_header + target)[1:],
+            response.answer.value,
+        )
+        return response
+
+    def _is_probe_url(self, url: str) -> bool:
+        # url is http://host[:port]/path[?query], built by original_url.
+        rest = url[7:]
+        authority, _, path = rest.partition("/")
+        host = authority.rsplit(":", 1)[0] if not authority.endswith("]") else authority
+        return self.is_probe(host, "/" + path.split("?", 1)[0])

@@ -1,0 +1,72 @@
+"""
+The log of intercepted requests, kept readable and cheap under load.
+
+A phone retrying its probes or an app polling in a loop can send hundreds
+of requests a minute; a line for each would bury everything else and wear
+out a Raspberry Pi's SD card.  So the first intercepted request of each
+client in a window is logged in full, and the rest of the window is summed
+up in one line per client when the window closes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import attrs
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+log = Logger(namespace="portald.web.intercept")
+
+
+@attrs.define
+class _Quiet:
+    mac: str
+    count: int = 0
+    answers: Counter[str] = attrs.field(factory=Counter)
+    latest: str = ""
+
+
+class InterceptLog:
+    def __init__(self, clock: IReactorTime, window: float = 10.0) -> None:
+        self._clock = clock
+        self._window = window
+        self._quiet: dict[str, _Quiet] = {}
+        self._flush_call: IDelayedCall | None = None
+
+    def record(self, ip: str, mac: str | None, method: str, url: str, answer: str) -> None:
+        quiet = self._quiet.get(ip)
+        if quiet is not None:
+            quiet.count += 1
+            quiet.answers[answer] += 1
+            quiet.latest = f"{method} {url}"
+            return
+        log.info(
+            "intercepted {method} {url} from {ip} ({mac}): {answer}",
+            method=method,
+            url=url,
+            ip=ip,
+            mac=mac or "no lease",
+            answer=answer,
+        )
+        self._quiet[ip] = _Quiet(mac or "no lease")
+        if self._flush_call is None:
+            self._flush_call = self._clock.callLater(self._window, self.flush)
+
+    def flush(self) -> None:
+        """Sum up the window that ends now."""
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        for ip, quiet in self._quiet.items():
+            if quiet.count:
+                log.info(
+                    "intercepted {count} more from {ip} ({mac}) within {window:.0f}s: {answers}; latest {latest}",
+                    count=quiet.count,
+                    ip=ip,
+                    mac=quiet.mac,
+                    window=self._window,
+                    answers=", ".join(f"{n}× {answer}" for answer, n in quiet.answers.most_common()),
+                    latest=quiet.latest,
+                )
+        self._quiet.clear()

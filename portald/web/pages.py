@@ -1,0 +1,245 @@
+"""
+The portal's pages as twisted.web.template elements (escaping by default),
+and the interception pages pre-rendered to bytes once, for speed.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer, tags
+
+from portald.auth import FormField, IAuthenticator
+from portald.clients import Session
+from portald.web.theme import Theme
+
+
+def describe_duration(seconds: float) -> str:
+    """Time left as a person says it: ``1 h 05 min``, ``4 min``, ``less than a minute``."""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "less than a minute"
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min"
+
+
+def describe_bytes(amount: int) -> str:
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if amount >= size:
+            return f"{amount / size:.1f} {unit}"
+    return f"{amount} bytes"
+
+
+class Layout(Element):
+    """Every portal page: venue, title, and a body element."""
+
+    def __init__(self, theme: Theme, venue: str, title: str, body: Element, refresh: int | None = None):
+        super().__init__(loader=theme.loader("layout"))
+        self._venue = venue
+        self._title = title
+        self._body = body
+        self._refresh = refresh
+
+    @renderer
+    def page(self, request: Any, tag: Tag) -> Tag:
+        return tag.fillSlots(title=self._title, venue=self._venue)
+
+    @renderer
+    def refresh(self, request: Any, tag: Tag) -> Tag | str:
+        if self._refresh is None:
+            return ""
+        return tags.meta(**{"http-equiv": "refresh", "content": str(self._refresh)})
+
+    @renderer
+    def content(self, request: Any, tag: Tag) -> Element:
+        return self._body
+
+
+def _field(field: FormField) -> Tag:
+    ident = f"field-{field.name}"
+    if field.kind == "checkbox":
+        box = tags.input(type="checkbox", name=field.name, value="yes", id=ident, required="required")
+        return tags.label(box, tags.span(field.label), **{"for": ident, "class": "check"})
+    entry = tags.input(
+        type=field.kind,
+        name=field.name,
+        id=ident,
+        required="required",
+        autocomplete=field.autocomplete,
+        autocapitalize="none",
+        spellcheck="false",
+    )
+    return tags.label(field.label, entry, **{"for": ident})
+
+
+class LandingBody(Element):
+    """The terms and the login form of the configured method."""
+
+    def __init__(
+        self,
+        theme: Theme,
+        *,
+        terms: str,
+        authenticator: IAuthenticator,
+        csrf: str,
+        next_token: str | None,
+        message: str = "",
+    ) -> None:
+        super().__init__(loader=theme.loader("landing"))
+        self._terms = terms
+        self._authenticator = authenticator
+        self._csrf = csrf
+        self._next = next_token
+        self._message = message
+
+    @renderer
+    def message(self, request: Any, tag: Tag) -> Tag | str:
+        return tag(self._message) if self._message else ""
+
+    @renderer
+    def terms(self, request: Any, tag: Tag) -> Tag:
+        return tag(self._terms)
+
+    @renderer
+    def form(self, request: Any, tag: Tag) -> Tag:
+        return tag.fillSlots(csrf=self._csrf, submit=self._authenticator.submit_label)
+
+    @renderer
+    def next_field(self, request: Any, tag: Tag) -> Tag | str:
+        if self._next is None:
+            return ""
+        return tags.input(type="hidden", name="next", value=self._next)
+
+    @renderer
+    def fields(self, request: Any, tag: Tag) -> list[Tag]:
+        return [_field(field) for field in self._authenticator.fields]
+
+
+class StatusBody(Element):
+    """Time left, data allowance, the expiry notice, and the sign-out button."""
+
+    def __init__(
+        self,
+        theme: Theme,
+        *,
+        session: Session,
+        now: float,
+        warn_before: float,
+        csrf: str,
+        used: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(loader=theme.loader("status"))
+        self._used = used
+        self._session = session
+        self._now = now
+        self._warn_before = warn_before
+        self._csrf = csrf
+
+    def _remaining(self) -> float | None:
+        return self._session.remaining(self._now)
+
+    @renderer
+    def expiry_notice(self, request: Any, tag: Tag) -> Tag | str:
+        remaining = self._remaining()
+        if remaining is None or remaining > self._warn_before:
+            return ""
+        return tag(
+            f"Your session ends in {describe_duration(remaining)}. "
+            "After that, sign in again on this page to stay online."
+        )
+
+    @renderer
+    def session(self, request: Any, tag: Tag) -> Tag:
+        remaining = self._remaining()
+        return tag.fillSlots(
+            mac=self._session.mac,
+            method=self._session.method,
+            time_left="no time limit" if remaining is None else describe_duration(remaining),
+        )
+
+    @renderer
+    def data(self, request: Any, tag: Tag) -> list[Tag] | str:
+        quota = self._session.quota_bytes
+        if not quota:
+            return ""
+        if self._used is None:
+            return [tags.dt("Data allowance"), tags.dd(describe_bytes(quota))]
+        used = sum(self._used)
+        return [tags.dt("Data used"), tags.dd(f"{describe_bytes(used)} of {describe_bytes(quota)}")]
+
+    @renderer
+    def logout_form(self, request: Any, tag: Tag) -> Tag:
+        return tag.fillSlots(csrf=self._csrf)
+
+
+class MessageBody(Element):
+    """A few sentences and an optional link: signed in, signed out, no lease, errors."""
+
+    def __init__(self, theme: Theme, paragraphs: Iterable[str], link: tuple[str, str] | None = None):
+        super().__init__(loader=theme.loader("message"))
+        self._paragraphs = tuple(paragraphs)
+        self._link = link
+
+    @renderer
+    def paragraphs(self, request: Any, tag: Tag) -> list[Tag]:
+        return [tag.clone()(text) for text in self._paragraphs]
+
+    @renderer
+    def link(self, request: Any, tag: Tag) -> Tag | str:
+        if self._link is None:
+            return ""
+        href, text = self._link
+        return tag(tags.a(text, href=href))
+
+
+# --- pre-rendered pages for the interception hot path -------------------------------
+
+
+class _SlotFiller(Element):
+    def __init__(self, loader: XMLFile, slots: Mapping[str, str]) -> None:
+        super().__init__(loader=loader)
+        self._slots = slots
+
+    @renderer
+    def page(self, request: Any, tag: Tag) -> Tag:
+        return tag.fillSlots(**self._slots)
+
+
+class Prerendered:
+    """
+    A template flattened once, with the slots named in C{dynamic} left as
+    holes that L{render} fills with escaped text: the page costs a join per
+    request, not a flatten.
+    """
+
+    def __init__(self, loader: XMLFile, fixed: Mapping[str, str], dynamic: Iterable[str]) -> None:
+        markers = {name: f"portaldslot{secrets.token_hex(8)}" for name in dynamic}
+        results: list[bytes] = []
+        failures: list[Any] = []
+        flattenString(None, _SlotFiller(loader, {**fixed, **markers})).addCallbacks(
+            results.append, failures.append
+        )
+        if failures:
+            failures[0].raiseException()
+        if not results:
+            raise RuntimeError("a pre-rendered template must render synchronously")
+        document = b"<!DOCTYPE html>\n" + results[0]
+        by_marker = {marker.encode(): name for name, marker in markers.items()}
+        pattern = b"(" + b"|".join(re.escape(m) for m in by_marker) + b")" if by_marker else None
+        pieces = re.split(pattern, document) if pattern else [document]
+        # Even positions are literal bytes, odd ones name a slot.
+        self._pieces: list[bytes | str] = [
+            by_marker[piece] if index % 2 else piece for index, piece in enumerate(pieces)
+        ]
+
+    def render(self, values: Mapping[str, str]) -> bytes:
+        return b"".join(
+            piece if isinstance(piece, bytes) else html.escape(values[piece], quote=True).encode("utf-8")
+            for piece in self._pieces
+        )

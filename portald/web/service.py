@@ -1,0 +1,82 @@
+"""The web part of portald, composed from the configuration: one TCP listener."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.internet import TCPServer
+from twisted.web.server import Site
+
+from portald.auth import authenticator_for
+from portald.clients import AuthorizationTable, Neighbours
+from portald.config import Config
+from portald.web.frontdoor import FrontDoorFactory
+from portald.web.intercept import Interception
+from portald.web.portal import Portal, PortalRoot, Usage
+from portald.web.theme import Theme
+from portald.web.tokens import Signer
+
+# How long twisted.web keeps a quiet connection (its default is 12 hours).
+CHANNEL_TIMEOUT = 30
+
+
+class PortalWeb:
+    """The interception and the portal pages, wired together (no socket yet)."""
+
+    def __init__(
+        self,
+        config: Config,
+        table: AuthorizationTable,
+        neighbours: Neighbours,
+        reactor: Any,
+        usage: Usage | None = None,
+    ) -> None:
+        theme = Theme(config.http.theme)
+        signer = Signer(reactor)
+        self.interception = Interception(config, table, neighbours, signer, theme, reactor)
+        self.portal = Portal(
+            config,
+            table,
+            neighbours,
+            reactor,
+            authenticator_for(config),
+            signer,
+            theme,
+            self.interception,
+            usage,
+        )
+        self.root = PortalRoot(self.portal, self.interception, theme)
+        self.site = Site(self.root, timeout=CHANNEL_TIMEOUT, reactor=reactor)
+        self.site.displayTracebacks = False
+        # twisted.web's own access log would log every request a second time.
+        self.site.log = lambda request: None  # type: ignore[method-assign]
+        self.factory = FrontDoorFactory(self.interception, self.site, reactor)
+
+
+class HTTPService(TCPServer):
+    """
+    The HTTP listener on C{http.listen}:C{http.port}.  TCPServer opens it in
+    privilegedStartService, before twistd drops root.
+    """
+
+    name = "http"
+
+    def __init__(self, web: PortalWeb, port: int, interface: str, reactor: Any) -> None:
+        super().__init__(port, web.factory, interface=interface, reactor=reactor)
+        self.web = web
+
+    def stopService(self) -> Any:
+        result = super().stopService()
+        self.web.interception.log.flush()
+        return result
+
+
+def web_service(
+    config: Config,
+    table: AuthorizationTable,
+    neighbours: Neighbours,
+    reactor: Any,
+    usage: Usage | None = None,
+) -> HTTPService:
+    web = PortalWeb(config, table, neighbours, reactor, usage)
+    return HTTPService(web, config.http.port, str(config.http_listen), reactor)

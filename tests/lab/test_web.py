@@ -1,0 +1,99 @@
+"""
+The portal on the web, end to end: a client with a real DHCP lease meets the
+511 and the probe redirects of the real daemon, signs in by posting the form
+as a browser does, and is then treated as online.
+
+Until the firewall's DNAT is on main, curl reaches the gateway's portald
+directly (``--resolve name:80:192.0.2.1``), as a DNS answer from the portal
+would send it there.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+
+from portald.config import DEFAULT_PROBES
+from tests.lab.daemon import start_portald
+from tests.lab.internet import start_internet
+from tests.lab.netlab import GATEWAY_ADDRESS, wait_for
+
+
+def curl(client, url: str, *extra: str) -> tuple[int, dict[str, str], str]:
+    """One request from C{client} to the gateway's portald, as the name's DNS answer would send it."""
+    host = url.split("/", 3)[2]
+    result = client.run(
+        ["curl", "-sS", "-i", "--max-time", "5", "--resolve", f"{host}:80:{GATEWAY_ADDRESS}", *extra, url],
+        timeout=10,
+    )
+    head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
+    status_line, *lines = head.split("\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split(" ")[1]), headers, body
+
+
+def hidden(page: str, name: str) -> str | None:
+    match = re.search(rf'<input type="hidden" name="{name}" value="([^"]*)"', page)
+    return html.unescape(match.group(1)) if match else None
+
+
+def test_a_client_is_intercepted_signs_in_and_is_online(lab) -> None:
+    started = time.monotonic()
+    dhcp = lab.dnsmasq_dhcp()
+    net = start_internet(lab)
+    portal = start_portald(lab, lease_file=dhcp.lease_file, upstream=[net.dns])
+    phone = lab.client("c1")
+    phone.dhclient()
+    address = phone.address()
+    # portald has read the lease once the landing page offers the form.
+    wait_for(
+        lambda: 'name="csrf"' in curl(phone, "http://portal.example/")[2], 10, what="portald to see the lease"
+    )
+    ready = time.monotonic() - started
+
+    # Someone's browser: the 511, with a link to the portal and no form.
+    status, headers, body = curl(phone, "http://example.test/news?id=7")
+    assert status == 511 and headers["cache-control"] == "no-store"
+    assert "<form" not in body
+    (link,) = re.findall(r'href="([^"]*)"', body)
+    assert link.startswith("http://portal.example/?next=")
+
+    # Every probe of the default list: 302 to the portal.
+    for rule in DEFAULT_PROBES:
+        url = f"http://{rule.host}{rule.path or '/hotspot-detect.html'}"
+        status, headers, _ = curl(phone, url)
+        assert status == 302, url
+        assert headers["location"].startswith("http://portal.example/?next="), url
+
+    # Follow the link, post the form as a browser does (its token, its destination).
+    status, _, page = curl(phone, html.unescape(link))
+    assert status == 200 and "Lab Café" in page
+    form = [
+        "-d",
+        f"csrf={hidden(page, 'csrf')}",
+        "-d",
+        "accept=yes",
+        "--data-urlencode",
+        f"next={hidden(page, 'next')}",
+    ]
+    signing_in = time.monotonic()
+    status, headers, _ = curl(phone, "http://portal.example/login", *form)
+    sign_in_seconds = time.monotonic() - signing_in
+    assert status == 303 and headers["location"] == "http://example.test/news?id=7", portal.log()
+    assert f"authorized {phone.mac_address} ({address}) by click-through" in portal.log()
+
+    # Online: a request that still lands on the portal gets the online page, no loop.
+    status, headers, body = curl(phone, "http://example.test/news?id=7")
+    assert status == 200 and "You are online" in body and "location" not in headers
+    status, _, body = curl(phone, "http://portal.example/status")
+    assert status == 200 and "Time left" in body and phone.mac_address in body
+
+    # Sign out, and the 511 is back.
+    status, _, _ = curl(phone, "http://portal.example/logout", "-d", f"csrf={hidden(body, 'csrf')}")
+    assert status == 200
+    assert curl(phone, "http://example.test/")[0] == 511
+    assert "Traceback" not in portal.log()
+    print(
+        f"lab: lease to portal ready {ready:.2f}s; sign-in POST answered in {sign_in_seconds * 1000:.0f} ms"
+    )
