@@ -371,7 +371,13 @@ class LeaseWatcher(Service):
         source.missing_logged = False
         source.signature = signature
         text = data.decode("utf-8", errors="replace")
-        result = source.parse(text, self._clock.seconds())
+        try:
+            result = source.parse(text, self._clock.seconds())
+        except Exception:
+            # The parsers never raise on any text (property-tested); should
+            # one ever do, the last good snapshot stays and portald goes on.
+            log.failure("cannot parse {path}; keeping its last good leases", path=str(path))
+            return False
         suspect = result.truncated or (not text.strip() and bool(source.leases))
         if suspect and text != source.suspect_text:
             # Caught mid-write, most likely: keep the last good snapshot and
