@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	@test -d bench && for script in bench/*; do [ -x "$$script" ] && [ -f "$$script" ] && "$$script"; done; true
+	@test -d bench && for script in bench/*; do [ -x "$$script" ] && [ -f "$$script" ] && PATH="$(abspath $(BIN)):$$PATH" "$$script"; done; true
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .ruff_cache etc/dev/state

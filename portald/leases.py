@@ -21,7 +21,7 @@ import calendar
 import ipaddress
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import attrs
 
@@ -123,22 +123,18 @@ def parse_dnsmasq(text: str, now: float) -> ParseResult:
 
 # --- ISC dhcpd -----------------------------------------------------------------------
 
-_TOKEN = re.compile(
-    r"""
-      (?P<space>\s+)
-    | (?P<comment>\#[^\n]*)
-    | (?P<string>"(?:[^"\\]|\\.)*")
-    | (?P<open_string>"(?:[^"\\]|\\.)*\\?\Z)
-    | (?P<punct>[{};])
-    | (?P<word>[^\s{};"\#]+)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
+# A token: a quoted string, a brace or semicolon, a word, a comment, or a
+# lone quote (a string the text ends inside).  findall skips the whitespace.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{};]|[^\s{};"#]+|#[^\n]*|"', re.DOTALL)
 _ESCAPE = re.compile(r"\\([0-7]{1,3}|x[0-9a-fA-F]{1,2}|.)", re.DOTALL)
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b"}
 
 
 def _unescape(quoted: str) -> str:
+    body = quoted[1:-1]
+    if "\\" not in body:
+        return body
+
     def replace(match: re.Match[str]) -> str:
         escape = match.group(1)
         if escape[0] in "01234567":
@@ -147,68 +143,69 @@ def _unescape(quoted: str) -> str:
             return chr(int(escape[1:], 16))
         return _SIMPLE_ESCAPES.get(escape, escape)
 
-    return _ESCAPE.sub(replace, quoted[1:-1])
-
-
-@attrs.frozen
-class _Token:
-    kind: str  # "string", "word" or "punct"
-    text: str
-    line: int
+    return _ESCAPE.sub(replace, body)
 
 
 class _Truncated(Exception):
     """The text ended inside a block or a string."""
 
 
-def _tokens(text: str) -> Iterator[_Token]:
+def _tokens(text: str) -> tuple[list[str], bool]:
+    """
+    The tokens as plain strings (a leading quote marks a string), and whether
+    the text ends inside a string (the tokens then stop before it).  Files of
+    thousands of blocks are read on every change, so this path stays lean.
+    """
+    tokens = [token for token in _TOKEN.findall(text) if token[0] != "#"]
+    if '"' in tokens:
+        return tokens[: tokens.index('"')], True
+    return tokens, False
+
+
+def _token_lines(text: str) -> list[int]:
+    """The line of each token of L{_tokens}; worked out only when there is a problem to report."""
+    lines = []
     line = 1
     position = 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None:  # cannot happen: every character starts some token
-            raise _Truncated()
-        kind = match.lastgroup
-        value = match.group()
-        if kind == "open_string":
-            raise _Truncated()
-        if kind in ("string", "punct", "word"):
-            yield _Token(kind, _unescape(value) if kind == "string" else value, line)
-        line += value.count("\n")
-        position = match.end()
+    for match in _TOKEN.finditer(text):
+        line += text.count("\n", position, match.start())
+        position = match.start()
+        if match.group()[0] != "#":
+            lines.append(line)
+    return lines
 
 
-def _isc_time(words: list[_Token]) -> float | None:
+def _isc_time(words: list[str]) -> float | None:
     """``never``, ``epoch <seconds>`` or ``<weekday> YYYY/MM/DD HH:MM:SS`` (UTC)."""
-    texts = [word.text for word in words]
-    if texts == ["never"]:
+    if words == ["never"]:
         return None
-    if len(texts) == 2 and texts[0] == "epoch":
-        return float(int(texts[1]))
-    if len(texts) == 3 and texts[0].isdigit():
-        return float(calendar.timegm(time.strptime(f"{texts[1]} {texts[2]}", "%Y/%m/%d %H:%M:%S")))
-    raise ValueError(f"not a time: {' '.join(texts)!r}")
+    if len(words) == 2 and words[0] == "epoch":
+        return float(int(words[1]))
+    if len(words) == 3 and words[0].isdigit():
+        return float(calendar.timegm(time.strptime(f"{words[1]} {words[2]}", "%Y/%m/%d %H:%M:%S")))
+    raise ValueError(f"not a time: {' '.join(words)!r}")
 
 
-def _statements(tokens: list[_Token], start: int) -> tuple[list[list[_Token]], int]:
+def _statements(tokens: list[str], start: int) -> tuple[list[list[str]], int]:
     """
     The statements of a block whose body starts at C{start}, up to its ``}``;
     nested blocks are skipped whole.  Returns them and the index after ``}``.
     """
-    statements: list[list[_Token]] = []
-    current: list[_Token] = []
+    statements: list[list[str]] = []
+    current: list[str] = []
     index = start
-    while index < len(tokens):
+    end = len(tokens)
+    while index < end:
         token = tokens[index]
         index += 1
-        if token.kind == "punct" and token.text == ";":
+        if token == ";":
             if current:
                 statements.append(current)
             current = []
-        elif token.kind == "punct" and token.text == "{":
+        elif token == "{":
             index = _skip_block(tokens, index)
             current = []
-        elif token.kind == "punct" and token.text == "}":
+        elif token == "}":
             if current:
                 statements.append(current)
             return statements, index
@@ -217,14 +214,14 @@ def _statements(tokens: list[_Token], start: int) -> tuple[list[list[_Token]], i
     raise _Truncated()
 
 
-def _skip_block(tokens: list[_Token], index: int) -> int:
+def _skip_block(tokens: list[str], index: int) -> int:
     depth = 1
     while index < len(tokens):
         token = tokens[index]
         index += 1
-        if token.kind == "punct" and token.text == "{":
+        if token == "{":
             depth += 1
-        elif token.kind == "punct" and token.text == "}":
+        elif token == "}":
             depth -= 1
             if depth == 0:
                 return index
@@ -239,27 +236,26 @@ def _isc_mac(text: str) -> str:
     return normalise_mac(text)
 
 
-def _isc_lease(ip_token: _Token, statements: list[list[_Token]]) -> tuple[Lease | None, str | None]:
+def _isc_lease(ip: str, statements: list[list[str]]) -> tuple[Lease | None, str | None]:
     """A lease block's lease (None unless active), or a problem."""
-    ip = _ipv4(ip_token.text)
     state = None
     ends: float | None = None
     has_end = False
     mac = None
     hostname = None
-    for statement in statements:
-        words = [token.text for token in statement]
-        if words[:2] == ["binding", "state"] and len(words) == 3:
+    for words in statements:
+        first = words[0]
+        if first == "binding" and len(words) == 3 and words[1] == "state":
             state = words[2]
-        elif words[0] == "ends":
-            ends = _isc_time(statement[1:])
+        elif first == "ends":
+            ends = _isc_time(words[1:])
             has_end = True
-        elif words[0] == "hardware" and len(words) == 3:
+        elif first == "hardware" and len(words) == 3:
             if words[1] != "ethernet":
                 return None, f"lease {ip}: not Ethernet hardware ({words[1]})"
             mac = _isc_mac(words[2])
-        elif words[0] == "client-hostname" and len(statement) == 2 and statement[1].kind == "string":
-            hostname = statement[1].text
+        elif first == "client-hostname" and len(words) == 2 and words[1][0] == '"':
+            hostname = _unescape(words[1])
     if state != "active":
         return None, None
     if mac is None:
@@ -274,63 +270,63 @@ def parse_isc_dhcpd(text: str, now: float) -> ParseResult:
     ISC dhcpd's ``dhcpd.leases``: a journal of ``lease`` blocks (and other
     declarations, skipped); for each address the last block wins.
     """
-    problems: list[ParseProblem] = []
-    try:
-        tokens = list(_tokens(text))
-    except _Truncated:
-        return ParseResult((), (ParseProblem(text.count("\n") + 1, "unterminated string"),), True)
+    # (token index, message): lines are worked out at the end, if needed.
+    problems: list[tuple[int, str]] = []
+    tokens, open_string = _tokens(text)
     latest: dict[str, Lease | None] = {}
     index = 0
+    # A string cut short: whatever came before it still counts.
+    truncated = open_string
     try:
         while index < len(tokens):
             token = tokens[index]
-            if token.kind == "word" and token.text == "lease":
+            if token == "lease":
                 header = tokens[index + 1 : index + 3]
                 if len(header) < 2:
                     raise _Truncated()
-                ip_token, brace = header
-                if not (brace.kind == "punct" and brace.text == "{"):
-                    problems.append(ParseProblem(token.line, "expected 'lease <address> {'"))
+                address, brace = header
+                if brace != "{":
+                    problems.append((index, "expected 'lease <address> {'"))
                     index += 1
                     continue
+                start = index
                 statements, index = _statements(tokens, index + 3)
+                if ":" in address:
+                    continue  # an IPv6 lease (dhcpd -6 shares the syntax)
                 try:
-                    if ":" in ip_token.text:
-                        continue  # an IPv6 lease (dhcpd -6 shares the syntax)
-                    ip = _ipv4(ip_token.text)
-                    lease, problem = _isc_lease(ip_token, statements)
+                    ip = _ipv4(address)
+                    lease, problem = _isc_lease(ip, statements)
                 except (ValueError, OverflowError) as e:
-                    problems.append(ParseProblem(token.line, f"lease {ip_token.text}: {e}"))
+                    problems.append((start, f"lease {address}: {e}"))
                     continue
                 if problem:
-                    problems.append(ParseProblem(token.line, problem))
+                    problems.append((start, problem))
                 # A later block of the same address replaces the earlier one,
                 # also when it says the address is no longer active.
                 latest[ip] = lease
-            elif token.kind == "punct" and token.text == "{":
+            elif token == "{":
                 index = _skip_block(tokens, index + 1)
-            elif token.kind == "punct" and token.text == "}":
-                problems.append(ParseProblem(token.line, "unexpected '}'"))
+            elif token == "}":
+                problems.append((index, "unexpected '}'"))
                 index += 1
             else:
                 # Any other declaration: up to its ';' or through its block.
-                while index < len(tokens) and not (
-                    tokens[index].kind == "punct" and tokens[index].text in ";{"
-                ):
+                while index < len(tokens) and tokens[index] not in (";", "{"):
                     index += 1
                 if index >= len(tokens):
                     raise _Truncated()
-                if tokens[index].text == "{":
+                if tokens[index] == "{":
                     index = _skip_block(tokens, index + 1)
                 else:
                     index += 1
     except _Truncated:
-        line = tokens[-1].line if tokens else 1
-        problems.append(ParseProblem(line, "the file ends inside a declaration"))
-        return ParseResult(
-            _active({ip: lease for ip, lease in latest.items() if lease}, now), tuple(problems), True
-        )
-    return ParseResult(_active({ip: lease for ip, lease in latest.items() if lease}, now), tuple(problems))
+        truncated = True
+        problems.append((len(tokens) - 1, "the file ends inside a declaration"))
+    lines = _token_lines(text) if problems else []
+    reported = tuple(ParseProblem(lines[i] if 0 <= i < len(lines) else 1, message) for i, message in problems)
+    return ParseResult(
+        _active({ip: lease for ip, lease in latest.items() if lease}, now), reported, truncated
+    )
 
 
 # --- Kea -----------------------------------------------------------------------------

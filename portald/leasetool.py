@@ -60,6 +60,11 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--debounce", type=float, default=0.1, help="seconds (default 0.1)")
     parser.add_argument("--poll-interval", type=float, default=5.0, help="seconds (default 5)")
+    parser.add_argument(
+        "--neighbour-fallback",
+        action="store_true",
+        help="also map IPs no lease explains from the kernel's neighbour table (/proc/net/arp)",
+    )
     parser.add_argument("sources", nargs="+", metavar="FORMAT PATH", help=f"format: {', '.join(PARSERS)}")
     arguments = parser.parse_args(argv)
     pairs = arguments.sources
@@ -102,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         notifier=(lambda: make_notifier(reactor)) if arguments.follow else None,
         debounce=arguments.debounce,
         poll_interval=arguments.poll_interval,
+        neighbour_fallback=arguments.neighbour_fallback,
         on_update=printed if arguments.follow else None,
     )
     watcher.startService()

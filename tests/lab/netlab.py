@@ -184,10 +184,12 @@ def sweep_stale() -> list[str]:
 class Process:
     """A background process in a namespace, tracked by PID."""
 
-    def __init__(self, popen: subprocess.Popen, name: str, log_path: Path) -> None:
+    def __init__(self, popen: subprocess.Popen, name: str, log_path: Path, log_start: int = 0) -> None:
         self.popen = popen
         self.name = name
         self.log_path = log_path
+        # Where this process's output starts in a log shared with earlier runs.
+        self.log_start = log_start
 
     @property
     def pid(self) -> int:
@@ -197,8 +199,11 @@ class Process:
         return self.popen.poll() is None
 
     def log(self) -> str:
+        """What this process wrote (stdout and stderr) so far."""
         try:
-            return self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_start)
+                return f.read().decode(errors="replace")
         except OSError:
             return ""
 
@@ -241,6 +246,7 @@ class Namespace:
         """
         log_path = self.lab.tmp / f"{self.role}-{name}.log"
         with open(log_path, "ab") as log:
+            log_start = log.tell()
             # ip netns exec execs the command: the PID is the daemon's own.
             popen = subprocess.Popen(
                 self.exec_argv(argv),
@@ -250,7 +256,7 @@ class Namespace:
                 start_new_session=True,
                 env={**os.environ, **(env or {})},
             )
-        process = Process(popen, f"{self.role}-{name}", log_path)
+        process = Process(popen, f"{self.role}-{name}", log_path, log_start)
         self.lab.processes.append(process)
         return process
 
@@ -572,6 +578,9 @@ class Lab:
                     "lfc-interval": 0,
                 },
                 "valid-lifetime": lease_time,
+                # Reclaim expired leases every second (default 10 s): they
+                # stay in the file as state 2, expired-reclaimed.
+                "expired-leases-processing": {"reclaim-timer-wait-time": 1},
                 "subnet4": [
                     {
                         "subnet": str(LAN),

@@ -3,9 +3,10 @@ The portal on the web, end to end: a client with a real DHCP lease meets the
 511 and the probe redirects of the real daemon, signs in by posting the form
 as a browser does, and is then treated as online.
 
-Until the firewall's DNAT is on main, curl reaches the gateway's portald
-directly (``--resolve name:80:192.0.2.1``), as a DNS answer from the portal
-would send it there.
+Names are pinned with curl's ``--resolve``: to the internet's real web
+server (where nftables' DNAT must catch the request for portald while the
+client is not signed in), or to the gateway (as a DNS answer from the portal
+sends it there).
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ import time
 
 from portald.config import DEFAULT_PROBES
 from tests.lab.daemon import start_portald
-from tests.lab.internet import start_internet
+from tests.lab.internet import WEB_ADDRESS, start_internet
 from tests.lab.netlab import GATEWAY_ADDRESS, wait_for
 
 
-def curl(client, url: str, *extra: str) -> tuple[int, dict[str, str], str]:
-    """One request from C{client} to the gateway's portald, as the name's DNS answer would send it."""
+def curl(client, url: str, *extra: str, to: str = GATEWAY_ADDRESS) -> tuple[int, dict[str, str], str]:
+    """One request from C{client}, its host name resolved to C{to}."""
     host = url.split("/", 3)[2]
     result = client.run(
-        ["curl", "-sS", "-i", "--max-time", "5", "--resolve", f"{host}:80:{GATEWAY_ADDRESS}", *extra, url],
+        ["curl", "-sS", "-i", "--max-time", "5", "--resolve", f"{host}:80:{to}", *extra, url],
         timeout=10,
     )
     head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
@@ -52,8 +53,9 @@ def test_a_client_is_intercepted_signs_in_and_is_online(lab) -> None:
     )
     ready = time.monotonic() - started
 
-    # Someone's browser: the 511, with a link to the portal and no form.
-    status, headers, body = curl(phone, "http://example.test/news?id=7")
+    # Someone's browser, going to a real internet address: the 511, with a
+    # link to the portal and no form.
+    status, headers, body = curl(phone, "http://example.test/news?id=7", to=WEB_ADDRESS)
     assert status == 511 and headers["cache-control"] == "no-store"
     assert "<form" not in body
     (link,) = re.findall(r'href="([^"]*)"', body)
@@ -62,7 +64,7 @@ def test_a_client_is_intercepted_signs_in_and_is_online(lab) -> None:
     # Every probe of the default list: 302 to the portal.
     for rule in DEFAULT_PROBES:
         url = f"http://{rule.host}{rule.path or '/hotspot-detect.html'}"
-        status, headers, _ = curl(phone, url)
+        status, headers, _ = curl(phone, url, to=WEB_ADDRESS)
         assert status == 302, url
         assert headers["location"].startswith("http://portal.example/?next="), url
 
@@ -83,9 +85,25 @@ def test_a_client_is_intercepted_signs_in_and_is_online(lab) -> None:
     assert status == 303 and headers["location"] == "http://example.test/news?id=7", portal.log()
     assert f"authorized {phone.mac_address} ({address}) by click-through" in portal.log()
 
-    # Online: a request that still lands on the portal gets the online page, no loop.
+    # Online: a request that still lands on the portal (an old DNS answer)
+    # gets the online page, no loop; the real address gets the real site.
     status, headers, body = curl(phone, "http://example.test/news?id=7")
     assert status == 200 and "You are online" in body and "location" not in headers
+    try:
+        wait_for(
+            lambda: (
+                "EXAMPLE-SITE example.test/news"
+                in curl(phone, "http://example.test/news?id=7", to=WEB_ADDRESS)[2]
+            ),
+            5,
+        )
+    except TimeoutError:
+        raise AssertionError(
+            repr(curl(phone, "http://example.test/news?id=7", to=WEB_ADDRESS))
+            + portal.log()
+            + lab.gateway().run(["nft", "list", "ruleset"]).stdout
+        ) from None
+    assert curl(phone, "http://connectivitycheck.gstatic.com/generate_204", to=WEB_ADDRESS)[0] == 204
     status, _, body = curl(phone, "http://portal.example/status")
     assert status == 200 and "Time left" in body and phone.mac_address in body
 
@@ -93,6 +111,9 @@ def test_a_client_is_intercepted_signs_in_and_is_online(lab) -> None:
     status, _, _ = curl(phone, "http://portal.example/logout", "-d", f"csrf={hidden(body, 'csrf')}")
     assert status == 200
     assert curl(phone, "http://example.test/")[0] == 511
+    wait_for(
+        lambda: curl(phone, "http://example.test/", to=WEB_ADDRESS)[0] == 511, 5, what="interception again"
+    )
     assert "Traceback" not in portal.log()
     print(
         f"lab: lease to portal ready {ready:.2f}s; sign-in POST answered in {sign_in_seconds * 1000:.0f} ms"
