@@ -179,8 +179,9 @@ class Forwarder:
         self._upstreams = tuple(upstreams)
         self._timeout = timeout
         self.cache = cache
-        self._sockets: dict[int, UpstreamDatagramProtocol] = {}
-        self._ports: list[Any] = []
+        # One socket per upstream query, on a port the kernel picks at
+        # random: a spoofed answer must guess the port as well as the ID.
+        self._open: dict[UpstreamDatagramProtocol, Any] = {}
         self._in_flight: dict[CacheKey, list[defer.Deferred]] = {}
         self._stopped = False
         self._last_warning = float("-inf")
@@ -247,10 +248,11 @@ class Forwarder:
         upstream = self._upstreams[index]
         address = (str(upstream.host), upstream.port)
         try:
-            udp = self._socket(upstream.host.version)
+            udp = self._open_socket(upstream.host.version)
         except Exception as e:
             return defer.fail(UpstreamFailed(f"cannot open a socket towards {upstream}: {e}"))
         attempt = udp.query(address, key, self._timeout)
+        attempt.addBoth(self._close_socket, udp)
         attempt.addCallback(self._checked, key, address)
 
         def next_upstream(failure: Failure) -> Any:
@@ -283,19 +285,24 @@ class Forwarder:
         self._reactor.connectTCP(address[0], address[1], factory, timeout=self._timeout)
         return factory.deferred
 
-    def _socket(self, version: int) -> UpstreamDatagramProtocol:
-        udp = self._sockets.get(version)
-        if udp is None:
-            udp = UpstreamDatagramProtocol(self._reactor)
-            interface = "::" if version == 6 else ""
-            self._ports.append(self._reactor.listenUDP(0, udp, interface=interface, maxPacketSize=65535))
-            self._sockets[version] = udp
+    def _open_socket(self, version: int) -> UpstreamDatagramProtocol:
+        udp = UpstreamDatagramProtocol(self._reactor)
+        interface = "::" if version == 6 else ""
+        self._open[udp] = self._reactor.listenUDP(0, udp, interface=interface, maxPacketSize=65535)
         return udp
 
+    def _close_socket(self, result: Any, udp: UpstreamDatagramProtocol) -> Any:
+        port = self._open.pop(udp, None)
+        if port is not None:
+            port.stopListening()
+        return result
+
     def stop(self) -> defer.Deferred:
-        """Fail queries in flight and close the sockets."""
+        """Fail queries in flight and close their sockets."""
         self._stopped = True
-        for udp in self._sockets.values():
+        open_sockets, self._open = self._open, {}
+        for udp in open_sockets:
             udp.stop()
-        ports, self._ports, self._sockets = self._ports, [], {}
-        return defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in ports])
+        return defer.gatherResults(
+            [defer.maybeDeferred(port.stopListening) for port in open_sockets.values()]
+        )

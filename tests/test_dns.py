@@ -248,7 +248,7 @@ def test_spoofed_upstream_answers_are_ignored(dns_server: Harness) -> None:
     other = dns.Message(id=sent.id)
     other.queries = [dns.Query("evil.example")]
     dns_server.upstream_answers(other, to, bad)  # wrong question
-    protocol, _ = dns_server.upstream_socket()
+    protocol, _ = dns_server.upstream_socket_for(sent)
     protocol.datagramReceived(b"\x00\x01garbage", to)
     assert dns_server.replies_to(CLIENT) == []
     dns_server.upstream_answers(sent, to, [a_record("www.example.com", "203.0.113.5")])
@@ -556,3 +556,19 @@ def test_an_upstream_outage_is_logged_without_a_flood() -> None:
         globalLogPublisher.removeObserver(observer)
         h.close()
     assert [event["more"] for event in warnings] == [0, 19]
+
+
+def test_each_upstream_query_has_its_own_socket_closed_after_it(dns_server: Harness) -> None:
+    dns_server.authorize()
+    dns_server.send(query("one.example"))
+    dns_server.send(query("two.example"))
+    (first, first_transport), (second, second_transport) = dns_server.upstream_sockets()
+    assert first_transport.getHost().port != second_transport.getHost().port
+    sent, to = dns_server.upstream_queries()[0]
+    dns_server.upstream_answers(sent, to, [a_record("one.example", "203.0.113.1")])
+    assert not first_transport.listening and second_transport.listening
+    dns_server.reactor.advance(2)  # the second times out; the next upstream gets a new socket
+    assert not second_transport.listening and len(dns_server.upstream_sockets()) == 3
+    # An answer to the first query arriving again finds nobody waiting.
+    dns_server.upstream_answers(sent, to, [a_record("one.example", "203.0.113.66")])
+    assert [addresses(m) for m in dns_server.replies_to(CLIENT)] == [["203.0.113.1"]]
