@@ -78,6 +78,8 @@ TCP_IDLE_TIMEOUT = 30.0
 _SOURCE_MEMO_SIZE = 4096
 
 WalledGardenCallback = Callable[[Sequence[str], float], None]
+# (mac, bytes received from the client, bytes sent to it)
+ActivityCallback = Callable[[str | None, int, int], None]
 
 
 class Verdict(enum.Enum):
@@ -91,7 +93,14 @@ class Verdict(enum.Enum):
 class Policy:
     """Who gets which answer: the one place both paths ask."""
 
-    def __init__(self, config: Config, neighbours: Neighbours, table: AuthorizationTable) -> None:
+    def __init__(
+        self,
+        config: Config,
+        neighbours: Neighbours,
+        table: AuthorizationTable,
+        on_activity: ActivityCallback | None = None,
+    ) -> None:
+        self.on_activity = on_activity
         self._subnets = config.portal.subnets
         self._neighbours = neighbours
         self._table = table
@@ -130,6 +139,15 @@ class Policy:
         if self._table.is_authorized(self._neighbours.mac_for(client)):
             return Verdict.FORWARD
         return Verdict.REDIRECT
+
+    def saw(self, client: str, received: int, sent: int) -> None:
+        """A signed-in client's query was answered: tell C{on_activity}, if any."""
+        if self.on_activity is None:
+            return
+        try:
+            self.on_activity(self._neighbours.mac_for(client), received, sent)
+        except Exception:
+            log.failure("the activity callback failed for {client}", client=client)
 
 
 class LocalAnswers:
@@ -212,6 +230,8 @@ class FastPath:
         # Too big for this client: the full path sets TC.
         if len(reply) + 2 > udp_limit(query.edns_size):
             return None
+        if verdict is Verdict.FORWARD and self._policy.on_activity is not None:
+            self._policy.saw(client, len(data), len(reply) + 2)
         return data[:2] + reply
 
     def _redirect_answer(self, query: SimpleQuery) -> bytes:
@@ -302,6 +322,7 @@ class PortalDatagramProtocol(DatagramProtocol):
             if self.factory.policy.client(addr[0]) is not None:
                 self.transport.write(malformed.formerr(), addr)
             return
+        message.size = len(data)
         self.factory.messageReceived(message, self, addr)
 
     def writeReply(self, reply: bytes, address: Any) -> None:
@@ -352,6 +373,7 @@ class PortalStreamProtocol(dns.DNSProtocol, TimeoutMixin):
         except Malformed as malformed:
             self.sendString(malformed.formerr())
             return
+        message.size = len(data)
         try:
             self.controller.messageReceived(message, self, None)
         except Exception:
@@ -378,10 +400,11 @@ class PortalDNSFactory(DNSServerFactory):
         forwarder: Forwarder,
         clock: Any,
         on_walled_garden_answer: WalledGardenCallback | None = None,
+        on_activity: ActivityCallback | None = None,
     ) -> None:
         super().__init__()
         self.canRecurse = True
-        self.policy = Policy(config, neighbours, table)
+        self.policy = Policy(config, neighbours, table, on_activity)
         self.local = LocalAnswers(config)
         self.forwarder = forwarder
         self._clock = clock
@@ -427,10 +450,11 @@ class PortalDNSFactory(DNSServerFactory):
             self._reply(protocol, address, message, RCODE_NOERROR, records, authoritative=True)
         else:
             on_fresh = self._walled_garden_answer if verdict is Verdict.WALLED_GARDEN else None
+            signed_in = client if verdict is Verdict.FORWARD else None
             self.forwarder.resolve((name, query.type, query.cls), on_fresh).addCallbacks(
                 self._forwarded,
                 self._forward_failed,
-                (protocol, address, message),
+                (protocol, address, message, signed_in),
                 None,
                 (protocol, address, message),
             ).addErrback(lambda failure: log.failure("cannot answer a forwarded query", failure))
@@ -440,9 +464,14 @@ class PortalDNSFactory(DNSServerFactory):
         if addresses and self._on_walled_garden_answer is not None:
             self._on_walled_garden_answer(addresses, float(entry.lifetime))
 
-    def _forwarded(self, entry: CachedAnswer, protocol: Any, address: Any, message: dns.Message) -> None:
+    def _forwarded(
+        self, entry: CachedAnswer, protocol: Any, address: Any, message: dns.Message, signed_in: str | None
+    ) -> None:
         answers, authority, additional = entry.records(self._clock.seconds())
-        self._reply(protocol, address, message, entry.rcode, answers, authority, additional)
+        sent = self._reply(protocol, address, message, entry.rcode, answers, authority, additional)
+        if signed_in is not None:
+            # The query's size as it arrived (set by the protocols).
+            self.policy.saw(signed_in, getattr(message, "size", 0), sent)
 
     def _forward_failed(self, failure: Failure, protocol: Any, address: Any, message: dns.Message) -> None:
         self._reply(protocol, address, message, RCODE_SERVFAIL)
@@ -459,7 +488,7 @@ class PortalDNSFactory(DNSServerFactory):
         *,
         authoritative: bool = False,
         extended_rcode: int = 0,
-    ) -> None:
+    ) -> int:
         """
         Send the response to C{message}: its question echoed, RD and CD
         copied, portald's OPT if the query had EDNS; over UDP, a response
@@ -490,6 +519,7 @@ class PortalDNSFactory(DNSServerFactory):
                 response.answers, response.authority, response.additional = [], [], opt
                 reply = response.toStr()
         protocol.writeReply(reply, address)
+        return len(reply)
 
 
 class DNSService(Service):
@@ -505,6 +535,10 @@ class DNSService(Service):
         It is how the firewall learns which addresses to let through before
         sign-in.  Called synchronously from the reactor; an exception in it
         is logged and does not affect the answer.
+    @param on_activity: if given, called as C{on_activity(mac, received,
+        sent)} for each answered query of a signed-in client (bytes of the
+        query and of the answer): portald's own view of traffic, for idle
+        timeouts and quotas when no firewall counts it.
     """
 
     name = "dns"
@@ -516,13 +550,14 @@ class DNSService(Service):
         table: AuthorizationTable,
         neighbours: Neighbours,
         on_walled_garden_answer: WalledGardenCallback | None = None,
+        on_activity: ActivityCallback | None = None,
     ) -> None:
         self._config = config
         self._reactor = reactor
         self.cache = AnswerCache(config.dns.cache_size, config.dns.max_cache_ttl)
         self.forwarder = Forwarder(reactor, config.dns.upstream, config.dns.upstream_timeout, self.cache)
         self.factory = PortalDNSFactory(
-            config, neighbours, table, self.forwarder, reactor, on_walled_garden_answer
+            config, neighbours, table, self.forwarder, reactor, on_walled_garden_answer, on_activity
         )
         self._ports: list[Any] = []
 

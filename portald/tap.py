@@ -105,6 +105,7 @@ class PortalService(MultiService):
             self.table,
             self.neighbours,
             on_walled_garden_answer=self.firewall.on_walled_garden_answer,
+            on_activity=self.activity.saw if traffic is self.activity else None,
         )
         self.dns.setServiceParent(self)
         WelcomeService(config, reactor).setServiceParent(self)

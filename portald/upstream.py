@@ -25,6 +25,10 @@ from portald.dnswire import EDNS_UDP_SIZE, HEADER, RCODE_NOERROR, RCODE_NXDOMAIN
 log = Logger()
 
 
+# Upstream failures are logged at most this often (seconds).
+WARNING_INTERVAL = 10.0
+
+
 class UpstreamFailed(Exception):
     """No upstream resolver gave a usable answer in time."""
 
@@ -62,6 +66,8 @@ class UpstreamDatagramProtocol(DatagramProtocol):
     counts only if it comes from the address asked, carries a live query
     ID, and repeats the question: anything else is dropped.
     """
+
+    noisy = False
 
     def __init__(self, clock: Any) -> None:
         self._clock = clock
@@ -105,6 +111,10 @@ class UpstreamDatagramProtocol(DatagramProtocol):
         del self._pending[query_id]
         pending.timeout_call.cancel()
         pending.deferred.callback(message)
+
+    def busy(self) -> bool:
+        """Whether a query is still waiting for its answer."""
+        return bool(self._pending)
 
     def stop(self) -> None:
         """Fail every query still in flight (the service is stopping)."""
@@ -160,9 +170,11 @@ class _TCPQueryFactory(ClientFactory):
 class Forwarder:
     """
     Answers questions from the cache, or from the upstreams in order.
-
-    @param on_answer: default for L{resolve}'s C{on_fresh}.
     """
+
+    # Sockets per address family, and queries each sends before it is retired.
+    pool_size = 8
+    queries_per_socket = 100
 
     def __init__(
         self,
@@ -175,10 +187,19 @@ class Forwarder:
         self._upstreams = tuple(upstreams)
         self._timeout = timeout
         self.cache = cache
-        self._sockets: dict[int, UpstreamDatagramProtocol] = {}
-        self._ports: list[Any] = []
+        # Sockets towards the upstreams, per address family: a pool on
+        # ports the kernel picks at random, each retired after a number of
+        # queries, so that a spoofed answer must guess a moving port as well
+        # as the ID.  (Not one socket per query: Twisted logs every UDP
+        # port it opens and closes.)
+        self._pools: dict[int, list[UpstreamDatagramProtocol]] = {}
+        self._ports: dict[UpstreamDatagramProtocol, Any] = {}
+        self._uses: dict[UpstreamDatagramProtocol, int] = {}
+        self._retired: set[UpstreamDatagramProtocol] = set()
         self._in_flight: dict[CacheKey, list[defer.Deferred]] = {}
         self._stopped = False
+        self._last_warning = float("-inf")
+        self._unlogged_failures = 0
 
     def resolve(
         self, key: CacheKey, on_fresh: Callable[[CachedAnswer], None] | None = None
@@ -205,9 +226,7 @@ class Forwarder:
         waiting = self._in_flight.pop(key, [])
         if isinstance(outcome, Failure):
             error = outcome.value if outcome.check(UpstreamFailed) else UpstreamFailed(str(outcome.value))
-            log.warn(
-                "no upstream answered {name} ({error})", name=key[0].decode("ascii", "replace"), error=error
-            )
+            self._warn_failure(key, error)
             for deferred in waiting:
                 deferred.errback(UpstreamFailed(str(error)))
             return
@@ -221,6 +240,21 @@ class Forwarder:
         for deferred in waiting:
             deferred.callback(entry)
 
+    def _warn_failure(self, key: CacheKey, error: Exception) -> None:
+        """Say that a name got SERVFAIL, at most once per L{WARNING_INTERVAL} (an outage is not a flood)."""
+        now = self._reactor.seconds()
+        if now - self._last_warning < WARNING_INTERVAL:
+            self._unlogged_failures += 1
+            return
+        log.warn(
+            "no upstream answered {name} ({error}); {more} more failed since the last warning",
+            name=key[0].decode("ascii", "replace"),
+            error=error,
+            more=self._unlogged_failures,
+        )
+        self._last_warning = now
+        self._unlogged_failures = 0
+
     def _ask(self, key: CacheKey, index: int) -> defer.Deferred:
         """Ask upstream C{index}, then the next ones, until one answers."""
         if index >= len(self._upstreams):
@@ -232,12 +266,13 @@ class Forwarder:
         except Exception as e:
             return defer.fail(UpstreamFailed(f"cannot open a socket towards {upstream}: {e}"))
         attempt = udp.query(address, key, self._timeout)
+        attempt.addBoth(self._close_socket, udp)
         attempt.addCallback(self._checked, key, address)
 
         def next_upstream(failure: Failure) -> Any:
             if self._stopped:
                 return failure
-            log.info(
+            log.debug(
                 "upstream {upstream} failed for {name}: {why}",
                 upstream=str(upstream),
                 name=key[0].decode("ascii", "replace"),
@@ -265,18 +300,37 @@ class Forwarder:
         return factory.deferred
 
     def _socket(self, version: int) -> UpstreamDatagramProtocol:
-        udp = self._sockets.get(version)
-        if udp is None:
+        """A socket of the pool for C{version}, chosen at random (a new one while the pool grows)."""
+        pool = self._pools.setdefault(version, [])
+        if len(pool) < self.pool_size:
             udp = UpstreamDatagramProtocol(self._reactor)
             interface = "::" if version == 6 else ""
-            self._ports.append(self._reactor.listenUDP(0, udp, interface=interface, maxPacketSize=65535))
-            self._sockets[version] = udp
+            self._ports[udp] = self._reactor.listenUDP(0, udp, interface=interface, maxPacketSize=65535)
+            self._uses[udp] = 0
+            pool.append(udp)
+        else:
+            udp = pool[secrets.randbelow(len(pool))]
+        self._uses[udp] += 1
+        if self._uses[udp] >= self.queries_per_socket:
+            # Retired: no new queries; closed once its last answer is in.
+            pool.remove(udp)
+            self._retired.add(udp)
         return udp
+
+    def _close_socket(self, result: Any, udp: UpstreamDatagramProtocol) -> Any:
+        if udp in self._retired and not udp.busy():
+            self._retired.discard(udp)
+            self._uses.pop(udp, None)
+            port = self._ports.pop(udp, None)
+            if port is not None:
+                port.stopListening()
+        return result
 
     def stop(self) -> defer.Deferred:
         """Fail queries in flight and close the sockets."""
         self._stopped = True
-        for udp in self._sockets.values():
+        ports, self._ports = self._ports, {}
+        self._pools, self._uses, self._retired = {}, {}, set()
+        for udp in ports:
             udp.stop()
-        ports, self._ports, self._sockets = self._ports, [], {}
-        return defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in ports])
+        return defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in ports.values()])

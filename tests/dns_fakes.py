@@ -61,18 +61,21 @@ def make_config(extra_portal: str = "", dns_overrides: dict[str, str] | None = N
 class FakeDatagramTransport:
     """An in-memory UDP socket: what is written is kept."""
 
-    def __init__(self, host: tuple[str, int]) -> None:
+    def __init__(self, host: tuple[str, int], everything: list | None = None) -> None:
         self.written: list[tuple[bytes, Any]] = []
+        self._everything = everything if everything is not None else []
         self._host = host
+        self.listening = True
 
     def write(self, data: bytes, addr: Any = None) -> None:
         self.written.append((data, addr))
+        self._everything.append((self, data, addr))
 
     def getHost(self) -> IPv4Address:
         return IPv4Address("UDP", *self._host)
 
     def stopListening(self) -> None:
-        pass
+        self.listening = False
 
 
 class UDPMemoryReactor(MemoryReactorClock):
@@ -81,9 +84,14 @@ class UDPMemoryReactor(MemoryReactorClock):
     def __init__(self) -> None:
         super().__init__()
         self.udp: list[tuple[int, Any, FakeDatagramTransport]] = []
+        self._ephemeral = 40000
+        # Every datagram any of these sockets sent, in order: (transport, data, address).
+        self.datagrams: list[tuple[FakeDatagramTransport, bytes, Any]] = []
 
     def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> Any:
-        transport = FakeDatagramTransport((interface or "0.0.0.0", port or 40999))
+        if not port:
+            self._ephemeral += 1  # as the kernel does, a new port for each port-0 socket
+        transport = FakeDatagramTransport((interface or "0.0.0.0", port or self._ephemeral), self.datagrams)
         protocol.makeConnection(transport)
         self.udp.append((port, protocol, transport))
         return transport
@@ -129,12 +137,14 @@ class Harness:
         self.neighbours = Neighbours()
         self.neighbours.replace({CLIENT[0]: CLIENT_MAC, OTHER[0]: OTHER_MAC})
         self.walled_garden_answers: list[tuple[list[str], float]] = []
+        self.activity: list[tuple[str | None, int, int]] = []
         self.service = DNSService(
             self.config,
             self.reactor,
             self.table,
             self.neighbours,
             on_walled_garden_answer=lambda addrs, ttl: self.walled_garden_answers.append((list(addrs), ttl)),
+            on_activity=lambda mac, received, sent: self.activity.append((mac, received, sent)),
         )
         self.service.privilegedStartService()
         self.service.startService()
@@ -173,17 +183,23 @@ class Harness:
 
     # --- the upstream side ---
 
-    def upstream_socket(self) -> tuple[Any, FakeDatagramTransport]:
-        udp = [(protocol, transport) for port, protocol, transport in self.reactor.udp if port == 0]
-        assert len(udp) == 1, udp
-        return udp[0]
+    def upstream_sockets(self) -> list[tuple[Any, FakeDatagramTransport]]:
+        """portald's sockets towards the upstreams, in the order it opened them."""
+        return [(protocol, transport) for port, protocol, transport in self.reactor.udp if port == 0]
+
+    def upstream_socket_for(self, sent: dns.Message) -> tuple[Any, FakeDatagramTransport]:
+        """The socket that sent C{sent}."""
+        for protocol, transport in self.upstream_sockets():
+            if any(parse(data).id == sent.id for data, _ in transport.written):
+                return protocol, transport
+        raise AssertionError(f"no socket sent query {sent.id}")
 
     def upstream_queries(self) -> list[tuple[dns.Message, Any]]:
         """Every query portald sent upstream so far, with where it went."""
-        if not any(port == 0 for port, _, _ in self.reactor.udp):
-            return []
-        _, transport = self.upstream_socket()
-        return [(parse(data), addr) for data, addr in transport.written]
+        upstream = [transport for _, transport in self.upstream_sockets()]
+        return [
+            (parse(data), addr) for transport, data, addr in self.reactor.datagrams if transport in upstream
+        ]
 
     def upstream_answers(
         self,
@@ -205,7 +221,7 @@ class Harness:
         response.queries = sent.queries
         response.answers = list(answers)
         response.authority = list(authority)
-        protocol, _ = self.upstream_socket()
+        protocol, _ = self.upstream_socket_for(sent)
         protocol.datagramReceived(response.toStr(), source or to)
 
 

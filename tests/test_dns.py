@@ -248,7 +248,7 @@ def test_spoofed_upstream_answers_are_ignored(dns_server: Harness) -> None:
     other = dns.Message(id=sent.id)
     other.queries = [dns.Query("evil.example")]
     dns_server.upstream_answers(other, to, bad)  # wrong question
-    protocol, _ = dns_server.upstream_socket()
+    protocol, _ = dns_server.upstream_socket_for(sent)
     protocol.datagramReceived(b"\x00\x01garbage", to)
     assert dns_server.replies_to(CLIENT) == []
     dns_server.upstream_answers(sent, to, [a_record("www.example.com", "203.0.113.5")])
@@ -505,3 +505,76 @@ def test_stopping_fails_queries_in_flight_and_leaves_no_timers() -> None:
     h.close()
     assert h.reactor.getDelayedCalls() == []
     assert h.replies_to(CLIENT)[-1].rCode == dns.ESERVER
+
+
+def test_signed_in_queries_count_as_activity_on_both_paths(dns_server: Harness) -> None:
+    dns_server.authorize()
+    first = query("www.example.com")
+    dns_server.send(first)
+    sent, to = dns_server.upstream_queries()[-1]
+    dns_server.upstream_answers(sent, to, [a_record("www.example.com", "203.0.113.5")])
+    cached = query("www.example.com", id=2, edns=1232)
+    dns_server.send(cached)  # the fast path
+    answers = dns_server.server_transport.written
+    assert dns_server.activity == [
+        (CLIENT_MAC, len(first), len(answers[-2][0])),
+        (CLIENT_MAC, len(cached), len(answers[-1][0])),
+    ]
+    # Not signed in, the portal, the canary, the walled garden: none counts.
+    dns_server.send(query("www.example.com"), OTHER)
+    dns_server.send(query("portal.example"))
+    dns_server.send(query("use-application-dns.net"))
+    assert len(dns_server.activity) == 2
+
+
+def test_without_upstreams_signed_in_clients_get_servfail_at_once() -> None:
+    h = Harness(make_config(dns_overrides={"upstream": "[]"}))
+    h.authorize()
+    assert h.ask(query("www.example.com")).rCode == dns.ESERVER
+    assert h.reactor.getDelayedCalls() == []
+    h.close()
+
+
+def test_an_upstream_outage_is_logged_without_a_flood() -> None:
+    from twisted.logger import globalLogPublisher
+
+    warnings: list[dict] = []
+
+    def observer(event: dict) -> None:
+        if "no upstream answered" in event.get("log_format", ""):
+            warnings.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    h = Harness(make_config(dns_overrides={"upstream": "[]"}))
+    try:
+        h.authorize()
+        for i in range(20):
+            assert h.ask(query(f"n{i}.example")).rCode == dns.ESERVER
+        h.reactor.advance(10)
+        h.ask(query("later.example"))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        h.close()
+    assert [event["more"] for event in warnings] == [0, 19]
+
+
+def test_upstream_queries_use_a_pool_of_sockets_each_retired_after_some_queries(dns_server: Harness) -> None:
+    forwarder = dns_server.service.forwarder
+    forwarder.pool_size, forwarder.queries_per_socket = 3, 2
+    dns_server.authorize()
+    for i in range(3):  # the pool grows to its size, one new socket per query
+        dns_server.send(query(f"n{i}.example"))
+    sockets = dns_server.upstream_sockets()
+    assert len(sockets) == 3 and len({t.getHost().port for _, t in sockets}) == 3
+    for i in range(3, 9):  # then each socket sends its second query and is retired
+        dns_server.send(query(f"n{i}.example"))
+        sent, to = dns_server.upstream_queries()[-1]
+        dns_server.upstream_answers(sent, to, [a_record(f"n{i}.example", "203.0.113.1")])
+    assert len(dns_server.upstream_sockets()) > 3
+    # A retired socket closes once its last query is answered, not before.
+    retired = [t for p, t in dns_server.upstream_sockets() if p in forwarder._retired]
+    assert retired and all(t.listening for t in retired)
+    for sent, to in dns_server.upstream_queries()[:3]:
+        dns_server.upstream_answers(sent, to, [a_record(sent.queries[0].name.name.decode(), "203.0.113.2")])
+    assert not any(t.listening for t in retired)
+    assert len(dns_server.replies_to(CLIENT)) == 9
