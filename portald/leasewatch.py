@@ -72,15 +72,20 @@ class IDirectoryNotifier(Interface):
 
 @implementer(IDirectoryNotifier)
 class INotifyNotifier:
-    """L{IDirectoryNotifier} on Linux inotify, through twisted.internet.inotify."""
+    """
+    L{IDirectoryNotifier} on Linux inotify, through twisted.internet.inotify.
+
+    When a watched directory is deleted, Twisted's INotify closes itself and
+    so drops every other watch too: the next L{watch} starts a fresh one and
+    watches again every directory that still exists (the watcher's poll
+    calls it for each directory not L{watching}).
+    """
 
     def __init__(self, reactor: object) -> None:
         from twisted.internet import inotify
 
+        self._reactor = reactor
         self._inotify_module = inotify
-        self._inotify = inotify.INotify(reactor)
-        self._inotify.startReading()
-        self._watched: set[FilePath] = set()
         self._mask = (
             inotify.IN_CREATE
             | inotify.IN_MODIFY
@@ -92,20 +97,45 @@ class INotifyNotifier:
             | inotify.IN_DELETE_SELF
             | inotify.IN_MOVE_SELF
         )
+        self._callbacks: dict[FilePath, Callable[[FilePath], None]] = {}
+        self._watched: set[FilePath] = set()
+        self._inotify = self._start()
+
+    def _start(self):
+        notifier = self._inotify_module.INotify(self._reactor)
+        notifier.startReading()
+        self._closed = False
+        self._watched.clear()
+        return notifier
 
     def watch(self, directory: FilePath, callback: Callable[[FilePath], None]) -> bool:
+        self._callbacks[directory] = callback
+        if self._closed:
+            self._inotify = self._start()
+            for other in self._callbacks:
+                if other != directory:
+                    self._add(other)
+        return self._add(directory)
+
+    def _add(self, directory: FilePath) -> bool:
         inotify = self._inotify_module
-        gone = inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_IGNORED | inotify.IN_UNMOUNT
+        callback = self._callbacks[directory]
 
         def notified(_ignored: object, path: FilePath, mask: int) -> None:
             # INotify reports bytes paths; the watcher compares text.
             path = path.asTextMode()
-            if path == directory and mask & gone:
-                # The directory went away; Twisted has dropped (or will
-                # drop) the watch.  The poll re-adds it when it is back.
+            if path == directory and mask & (inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF):
                 self._watched.discard(directory)
-                if mask & (inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF):
-                    self._inotify.ignore(directory)
+                if mask & inotify.IN_DELETE_SELF:
+                    # Twisted closes the whole INotify right after this.
+                    self._closed = True
+                    self._watched.clear()
+                else:
+                    # Renamed away: the watch would follow the wrong directory.
+                    try:
+                        self._inotify.ignore(directory)
+                    except KeyError:
+                        pass
             try:
                 callback(path)
             except Exception:
@@ -123,6 +153,8 @@ class INotifyNotifier:
 
     def stop(self) -> None:
         self._watched.clear()
+        self._callbacks.clear()
+        self._closed = True
         self._inotify.loseConnection()
 
 
@@ -217,6 +249,8 @@ class LeaseWatcher(Service):
         self._on_update = on_update
         self._published: dict[str, Lease] = {}
         self._expiry_call: IDelayedCall | None = None
+        self._unwatchable: set[FilePath] = set()
+        self._was_watched: set[FilePath] = set()
         self._poll = LoopingCall(self.poll)
         self._poll.clock = clock
 
@@ -265,9 +299,19 @@ class LeaseWatcher(Service):
     def _watch_directories(self) -> None:
         if self._notifier is None:
             return
-        for directory in {FilePath(str(source.watched.path.parent)) for source in self._sources}:
-            if not self._notifier.watching(directory):
-                self._notifier.watch(directory, self.changed)
+        for directory in sorted({FilePath(str(source.watched.path.parent)) for source in self._sources}):
+            if self._notifier.watching(directory):
+                continue
+            if self._notifier.watch(directory, self.changed):
+                if directory in self._unwatchable or directory in self._was_watched:
+                    log.info("now watching {directory} with inotify", directory=directory.path)
+                    # Whatever happened while it was not watched.
+                    self.changed(directory)
+                self._unwatchable.discard(directory)
+                self._was_watched.add(directory)
+            elif directory not in self._unwatchable:
+                self._unwatchable.add(directory)
+                log.info("cannot watch {directory} (yet); polling it", directory=directory.path)
 
     def changed(self, path: FilePath) -> None:
         """An entry of a watched directory changed: read the sources it concerns, debounced."""
@@ -327,7 +371,13 @@ class LeaseWatcher(Service):
         source.missing_logged = False
         source.signature = signature
         text = data.decode("utf-8", errors="replace")
-        result = source.parse(text, self._clock.seconds())
+        try:
+            result = source.parse(text, self._clock.seconds())
+        except Exception:
+            # The parsers never raise on any text (property-tested); should
+            # one ever do, the last good snapshot stays and portald goes on.
+            log.failure("cannot parse {path}; keeping its last good leases", path=str(path))
+            return False
         suspect = result.truncated or (not text.strip() and bool(source.leases))
         if suspect and text != source.suspect_text:
             # Caught mid-write, most likely: keep the last good snapshot and

@@ -20,6 +20,7 @@ from twisted.python import usage
 from portald import __version__
 from portald.clients import AuthorizationTable, Neighbours, SessionLog
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from portald.dns import DNSService
 from portald.firewall import make_firewall
 from portald.leasewatch import LeaseWatcher, make_notifier, watched_files
 from portald.limits import ActivityTracker, SessionLimits
@@ -97,6 +98,16 @@ class PortalService(MultiService):
         self.limits.setServiceParent(self)
         self.store.usage = self.limits.usage
         self._restored = False
+        # DNS tells the firewall where walled-garden names point.
+        self.dns = DNSService(
+            config,
+            reactor,
+            self.table,
+            self.neighbours,
+            on_walled_garden_answer=self.firewall.on_walled_garden_answer,
+            on_activity=self.activity.saw if traffic is self.activity else None,
+        )
+        self.dns.setServiceParent(self)
         WelcomeService(config, reactor).setServiceParent(self)
         web_service(config, self.table, self.neighbours, reactor, usage=self.limits.usage).setServiceParent(
             self

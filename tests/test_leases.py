@@ -25,9 +25,12 @@ def by_ip(result) -> dict[str, Lease]:
 
 # --- dnsmasq -------------------------------------------------------------------------
 
-# As dnsmasq 2.90 wrote it in the lab (dual stack: the duid line and an IPv6 lease after it).
+# As dnsmasq 2.90 wrote it in the lab, serving DHCPv4 and DHCPv6 (dhclient -6):
+# the server's duid line, then the IPv6 lease with its IAID (1) where the MAC goes.
 DNSMASQ_REAL = (
-    "1795581902 02:00:00:00:00:01 192.0.2.134 phone-c1 *\nduid 00:01:00:01:32:99:23:d6:6a:59:a5:4e:2a:44\n"
+    "1795581902 02:00:00:00:00:01 192.0.2.134 phone-c1 *\n"
+    "duid 00:01:00:01:32:99:28:a2:66:84:eb:5e:32:51\n"
+    "1795583132 1 2001:db8::164 * 00:01:00:01:32:99:28:a3:02:00:00:00:00:01\n"
 )
 
 

@@ -308,3 +308,17 @@ def test_read_proc_net_arp(tmp_path: Path) -> None:
     )
     assert read_proc_net_arp(path) == {"192.0.2.10": "02:00:00:00:00:0a", "192.0.2.12": "02:00:00:00:00:0c"}
     assert read_proc_net_arp(tmp_path / "missing") == {}
+
+
+def test_a_parser_that_raises_keeps_the_last_good_snapshot(one: Harness) -> None:
+    one.watcher.startService()
+
+    def broken(text: str, now: float):
+        raise RuntimeError("a parser bug")
+
+    one.watcher._sources[0].parse = broken
+    with capturedLogs() as events:
+        one.write("dnsmasq.leases", dnsmasq_line("192.0.2.99", "02:00:00:00:00:99"))
+        one.clock.advance(DEBOUNCE)
+    assert one.map() == {"192.0.2.57": "02:00:00:aa:bb:cc"}
+    assert any("keeping its last good leases" in m for m in messages(events))

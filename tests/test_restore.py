@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from twisted.internet.testing import MemoryReactorClock
 
 from portald.config import load_config
 from portald.tap import Options, build_service, makeService
+from tests.dns_fakes import UDPMemoryReactor
 
 MAC = "02:00:00:aa:bb:cc"
 
@@ -27,7 +27,7 @@ def write_config(tmp_path: Path) -> Path:
 
 def test_sessions_survive_a_restart_of_the_service(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path))
-    reactor = MemoryReactorClock()
+    reactor = UDPMemoryReactor()  # the DNS listeners open in privilegedStartService
     reactor.advance(1_700_000_000)
     first = build_service(config, reactor)
     first.privilegedStartService()
