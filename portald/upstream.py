@@ -67,6 +67,8 @@ class UpstreamDatagramProtocol(DatagramProtocol):
     ID, and repeats the question: anything else is dropped.
     """
 
+    noisy = False
+
     def __init__(self, clock: Any) -> None:
         self._clock = clock
         self._pending: dict[int, _Pending] = {}
@@ -109,6 +111,10 @@ class UpstreamDatagramProtocol(DatagramProtocol):
         del self._pending[query_id]
         pending.timeout_call.cancel()
         pending.deferred.callback(message)
+
+    def busy(self) -> bool:
+        """Whether a query is still waiting for its answer."""
+        return bool(self._pending)
 
     def stop(self) -> None:
         """Fail every query still in flight (the service is stopping)."""
@@ -164,9 +170,11 @@ class _TCPQueryFactory(ClientFactory):
 class Forwarder:
     """
     Answers questions from the cache, or from the upstreams in order.
-
-    @param on_answer: default for L{resolve}'s C{on_fresh}.
     """
+
+    # Sockets per address family, and queries each sends before it is retired.
+    pool_size = 8
+    queries_per_socket = 100
 
     def __init__(
         self,
@@ -179,9 +187,15 @@ class Forwarder:
         self._upstreams = tuple(upstreams)
         self._timeout = timeout
         self.cache = cache
-        # One socket per upstream query, on a port the kernel picks at
-        # random: a spoofed answer must guess the port as well as the ID.
-        self._open: dict[UpstreamDatagramProtocol, Any] = {}
+        # Sockets towards the upstreams, per address family: a pool on
+        # ports the kernel picks at random, each retired after a number of
+        # queries, so that a spoofed answer must guess a moving port as well
+        # as the ID.  (Not one socket per query: Twisted logs every UDP
+        # port it opens and closes.)
+        self._pools: dict[int, list[UpstreamDatagramProtocol]] = {}
+        self._ports: dict[UpstreamDatagramProtocol, Any] = {}
+        self._uses: dict[UpstreamDatagramProtocol, int] = {}
+        self._retired: set[UpstreamDatagramProtocol] = set()
         self._in_flight: dict[CacheKey, list[defer.Deferred]] = {}
         self._stopped = False
         self._last_warning = float("-inf")
@@ -248,7 +262,7 @@ class Forwarder:
         upstream = self._upstreams[index]
         address = (str(upstream.host), upstream.port)
         try:
-            udp = self._open_socket(upstream.host.version)
+            udp = self._socket(upstream.host.version)
         except Exception as e:
             return defer.fail(UpstreamFailed(f"cannot open a socket towards {upstream}: {e}"))
         attempt = udp.query(address, key, self._timeout)
@@ -285,24 +299,38 @@ class Forwarder:
         self._reactor.connectTCP(address[0], address[1], factory, timeout=self._timeout)
         return factory.deferred
 
-    def _open_socket(self, version: int) -> UpstreamDatagramProtocol:
-        udp = UpstreamDatagramProtocol(self._reactor)
-        interface = "::" if version == 6 else ""
-        self._open[udp] = self._reactor.listenUDP(0, udp, interface=interface, maxPacketSize=65535)
+    def _socket(self, version: int) -> UpstreamDatagramProtocol:
+        """A socket of the pool for C{version}, chosen at random (a new one while the pool grows)."""
+        pool = self._pools.setdefault(version, [])
+        if len(pool) < self.pool_size:
+            udp = UpstreamDatagramProtocol(self._reactor)
+            interface = "::" if version == 6 else ""
+            self._ports[udp] = self._reactor.listenUDP(0, udp, interface=interface, maxPacketSize=65535)
+            self._uses[udp] = 0
+            pool.append(udp)
+        else:
+            udp = pool[secrets.randbelow(len(pool))]
+        self._uses[udp] += 1
+        if self._uses[udp] >= self.queries_per_socket:
+            # Retired: no new queries; closed once its last answer is in.
+            pool.remove(udp)
+            self._retired.add(udp)
         return udp
 
     def _close_socket(self, result: Any, udp: UpstreamDatagramProtocol) -> Any:
-        port = self._open.pop(udp, None)
-        if port is not None:
-            port.stopListening()
+        if udp in self._retired and not udp.busy():
+            self._retired.discard(udp)
+            self._uses.pop(udp, None)
+            port = self._ports.pop(udp, None)
+            if port is not None:
+                port.stopListening()
         return result
 
     def stop(self) -> defer.Deferred:
-        """Fail queries in flight and close their sockets."""
+        """Fail queries in flight and close the sockets."""
         self._stopped = True
-        open_sockets, self._open = self._open, {}
-        for udp in open_sockets:
+        ports, self._ports = self._ports, {}
+        self._pools, self._uses, self._retired = {}, {}, set()
+        for udp in ports:
             udp.stop()
-        return defer.gatherResults(
-            [defer.maybeDeferred(port.stopListening) for port in open_sockets.values()]
-        )
+        return defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in ports.values()])

@@ -61,13 +61,15 @@ def make_config(extra_portal: str = "", dns_overrides: dict[str, str] | None = N
 class FakeDatagramTransport:
     """An in-memory UDP socket: what is written is kept."""
 
-    def __init__(self, host: tuple[str, int]) -> None:
+    def __init__(self, host: tuple[str, int], everything: list | None = None) -> None:
         self.written: list[tuple[bytes, Any]] = []
+        self._everything = everything if everything is not None else []
         self._host = host
         self.listening = True
 
     def write(self, data: bytes, addr: Any = None) -> None:
         self.written.append((data, addr))
+        self._everything.append((self, data, addr))
 
     def getHost(self) -> IPv4Address:
         return IPv4Address("UDP", *self._host)
@@ -83,11 +85,13 @@ class UDPMemoryReactor(MemoryReactorClock):
         super().__init__()
         self.udp: list[tuple[int, Any, FakeDatagramTransport]] = []
         self._ephemeral = 40000
+        # Every datagram any of these sockets sent, in order: (transport, data, address).
+        self.datagrams: list[tuple[FakeDatagramTransport, bytes, Any]] = []
 
     def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> Any:
         if not port:
             self._ephemeral += 1  # as the kernel does, a new port for each port-0 socket
-        transport = FakeDatagramTransport((interface or "0.0.0.0", port or self._ephemeral))
+        transport = FakeDatagramTransport((interface or "0.0.0.0", port or self._ephemeral), self.datagrams)
         protocol.makeConnection(transport)
         self.udp.append((port, protocol, transport))
         return transport
@@ -192,10 +196,9 @@ class Harness:
 
     def upstream_queries(self) -> list[tuple[dns.Message, Any]]:
         """Every query portald sent upstream so far, with where it went."""
+        upstream = [transport for _, transport in self.upstream_sockets()]
         return [
-            (parse(data), addr)
-            for _, transport in self.upstream_sockets()
-            for data, addr in transport.written
+            (parse(data), addr) for transport, data, addr in self.reactor.datagrams if transport in upstream
         ]
 
     def upstream_answers(

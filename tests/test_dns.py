@@ -558,17 +558,23 @@ def test_an_upstream_outage_is_logged_without_a_flood() -> None:
     assert [event["more"] for event in warnings] == [0, 19]
 
 
-def test_each_upstream_query_has_its_own_socket_closed_after_it(dns_server: Harness) -> None:
+def test_upstream_queries_use_a_pool_of_sockets_each_retired_after_some_queries(dns_server: Harness) -> None:
+    forwarder = dns_server.service.forwarder
+    forwarder.pool_size, forwarder.queries_per_socket = 3, 2
     dns_server.authorize()
-    dns_server.send(query("one.example"))
-    dns_server.send(query("two.example"))
-    (first, first_transport), (second, second_transport) = dns_server.upstream_sockets()
-    assert first_transport.getHost().port != second_transport.getHost().port
-    sent, to = dns_server.upstream_queries()[0]
-    dns_server.upstream_answers(sent, to, [a_record("one.example", "203.0.113.1")])
-    assert not first_transport.listening and second_transport.listening
-    dns_server.reactor.advance(2)  # the second times out; the next upstream gets a new socket
-    assert not second_transport.listening and len(dns_server.upstream_sockets()) == 3
-    # An answer to the first query arriving again finds nobody waiting.
-    dns_server.upstream_answers(sent, to, [a_record("one.example", "203.0.113.66")])
-    assert [addresses(m) for m in dns_server.replies_to(CLIENT)] == [["203.0.113.1"]]
+    for i in range(3):  # the pool grows to its size, one new socket per query
+        dns_server.send(query(f"n{i}.example"))
+    sockets = dns_server.upstream_sockets()
+    assert len(sockets) == 3 and len({t.getHost().port for _, t in sockets}) == 3
+    for i in range(3, 9):  # then each socket sends its second query and is retired
+        dns_server.send(query(f"n{i}.example"))
+        sent, to = dns_server.upstream_queries()[-1]
+        dns_server.upstream_answers(sent, to, [a_record(f"n{i}.example", "203.0.113.1")])
+    assert len(dns_server.upstream_sockets()) > 3
+    # A retired socket closes once its last query is answered, not before.
+    retired = [t for p, t in dns_server.upstream_sockets() if p in forwarder._retired]
+    assert retired and all(t.listening for t in retired)
+    for sent, to in dns_server.upstream_queries()[:3]:
+        dns_server.upstream_answers(sent, to, [a_record(sent.queries[0].name.name.decode(), "203.0.113.2")])
+    assert not any(t.listening for t in retired)
+    assert len(dns_server.replies_to(CLIENT)) == 9
