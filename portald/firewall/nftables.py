@@ -227,8 +227,7 @@ class NftablesFirewall(Service):
                 sent = state.from_client.get(mac)
                 if sent is None:
                     continue  # Not in the kernel yet.
-                ip = _ip(session.ip)
-                received = state.to_client.get(ip) if ip is not None else None
+                received = state.to_client.get(session.ip)
                 result[mac] = (sent.bytes, received.bytes if received else 0)
             return result
 
@@ -388,7 +387,7 @@ class NftablesFirewall(Service):
                     ip=ip,
                     timeout=session.remaining(now),
                     from_client=before.from_client.get(session.mac, ruleset.Counter()),
-                    to_client=before.to_client.get(ip, ruleset.Counter()) if ip else ruleset.Counter(),
+                    to_client=before.to_client.get(str(ip), ruleset.Counter()) if ip else ruleset.Counter(),
                 )
             )
         learned = [ruleset.LearnedAddress(a, end - now) for a, end in self._learned.items()]
