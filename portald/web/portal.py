@@ -82,8 +82,13 @@ class Portal:
         self._theme = theme
         self._interception = interception
         self._limiter = AttemptLimiter(clock, config.auth.max_attempts, config.auth.attempt_window)
-        origin = config.portal_url.rstrip("/").encode("ascii")
-        self._origins = {origin, b"null"}
+        # The portal answers on its name and on its addresses; a browser
+        # that hides where a form came from says "null".
+        port = "" if config.http.port == 80 else f":{config.http.port}"
+        hosts = [config.portal.hostname, str(config.portal.address)]
+        if config.portal.address6 is not None:
+            hosts.append(f"[{config.portal.address6}]")
+        self._origins = {f"http://{host}{port}".encode("ascii") for host in hosts} | {b"null"}
 
     # --- helpers ---
 
