@@ -109,9 +109,14 @@ class PortalService(MultiService):
         )
         self.dns.setServiceParent(self)
         WelcomeService(config, reactor).setServiceParent(self)
-        web_service(config, self.table, self.neighbours, reactor, usage=self.limits.usage).setServiceParent(
-            self
-        )
+        web_service(
+            config,
+            self.table,
+            self.neighbours,
+            reactor,
+            usage=self.limits.usage,
+            enforced=self.firewall.applied,
+        ).setServiceParent(self)
 
     def restore_sessions(self) -> None:
         """

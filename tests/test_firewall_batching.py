@@ -104,11 +104,10 @@ def test_start_loads_the_whole_table_from_the_authorization_table() -> None:
     assert load.text == ruleset.ruleset(plan, [client])
     load.finish(0)
     assert h.firewall.stats.reloads == 1
-    # The authorization made before start went into the load, not a batch;
-    # its connections are flushed once the load is in.
+    # The session from before start went into the load, not a batch; it is
+    # not a new login, so its connections are left alone.
     h.clock.advance(0)
-    assert h.nft_running() == []
-    assert [i.args for i in h.conntrack_running()] == [("-D", "-s", "192.0.2.10")]
+    assert h.runner.running() == []
 
 
 def test_reconcile_table_wins_and_counters_of_continuing_sessions_survive() -> None:
@@ -481,12 +480,28 @@ def test_a_bug_in_a_callback_does_not_stall_the_queue(monkeypatch: pytest.Monkey
 
 def test_restored_sessions_keep_their_connections() -> None:
     h = Harness()
-    h.started()
     h.clock.advance(1000)
+    # As at a restart: the store puts sessions back before the services start.
     h.table.restore(Session(MAC1, "192.0.2.10", "click-through", started=400.0, expires=4000.0))
+    load = h.start()
+    assert MAC1 in load.text
+    load.finish(0)
+    h.clock.advance(0)
+    assert h.runner.running() == []
+
+
+def test_connection_flushes_run_a_few_at_a_time() -> None:
+    h = Harness()
+    h.started()
+    for n in range(10):
+        h.authorize(f"02:00:00:00:01:{n:02x}", f"192.0.2.{100 + n}")
     h.clock.advance(0)
     h.only_nft().finish(0)
+    assert len(h.conntrack_running()) == 4
+    for _ in range(10):
+        h.conntrack_running()[0].finish(0)
     assert h.conntrack_running() == []
+    assert len([i for i in h.runner.invocations if i.executable == CONNTRACK]) == 10
 
 
 def test_the_service_tree_wires_the_configured_backend(tmp_path) -> None:

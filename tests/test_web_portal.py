@@ -225,6 +225,16 @@ def test_forms_without_a_valid_token_change_nothing(harness: WebHarness) -> None
         "POST", PORTAL + "/login", form={"accept": "yes", "csrf": fresh}, headers={"Origin": "null"}
     )
     assert ok.status == 200 and harness.table.is_authorized(CLIENT_MAC)
+    # A form on the portal opened by its address comes from that origin.
+    harness.table.deauthorize(CLIENT_MAC, EndReason.LOGOUT)
+    page = harness.request("GET", "http://192.0.2.1/").body
+    by_address = harness.request(
+        "POST",
+        "http://192.0.2.1/login",
+        form={"accept": "yes", "csrf": harness.form_value(page, "csrf")},
+        headers={"Origin": "http://192.0.2.1"},
+    )
+    assert by_address.status == 200 and harness.table.is_authorized(CLIENT_MAC)
     # Signing out needs the token too.
     assert harness.request("POST", PORTAL + "/logout", form={}).status == 403
     assert harness.table.is_authorized(CLIENT_MAC)

@@ -34,5 +34,8 @@ class IFirewall(IAuthorizationObserver):
         reads it.  A backend that counts nothing answers an empty mapping.
         """
 
+    def applied() -> Deferred[None]:
+        """Fires once every change made to the table so far is in force."""
+
     def reload() -> Deferred[None]:
         """Replace the kernel's rules with freshly generated ones (the table wins)."""

@@ -23,7 +23,9 @@ class UnreadableState(ValueError):
 class KernelState:
     authorized: frozenset[str] = frozenset()
     from_client: dict[str, Counter] = attrs.field(factory=dict)
-    to_client: dict[IPAddress, Counter] = attrs.field(factory=dict)
+    # By the address's text as nft prints it (canonical, like portald's own:
+    # no parsing of thousands of addresses in the reactor).
+    to_client: dict[str, Counter] = attrs.field(factory=dict)
     # Learned walled-garden address -> seconds until the kernel drops it.
     learned: dict[IPAddress, float] = attrs.field(factory=dict)
 
@@ -59,7 +61,7 @@ def parse_kernel_state(text: bytes | str) -> KernelState:
         authorized = frozenset(value for value, _ in _elements(sets.get("authorized", {})))
         from_client = {value: _counter(a) for value, a in _elements(sets.get("bytes_from_client", {}))}
         to_client = {
-            ipaddress.ip_address(value): _counter(a)
+            value: _counter(a)
             for name in ("bytes_to_client4", "bytes_to_client6")
             for value, a in _elements(sets.get(name, {}))
         }

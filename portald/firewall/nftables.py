@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -109,11 +109,15 @@ class NftablesFirewall(Service):
         self._idle_waiters: list[Deferred[None]] = []
         self._not_busy_waiters: list[Deferred[None]] = []
         self._stopping = False
+        self._started_at: float | None = None
+        # conntrack scans the whole table for each flush: a few at a time.
+        self._flushes = DeferredSemaphore(4)
 
     # --- service ---
 
     def startService(self) -> None:
         super().startService()
+        self._started_at = self._clock.seconds()
         self._stopping = False
         self._needs_rebuild = True
         # Not now: services started after this one (the store restoring
@@ -163,8 +167,8 @@ class NftablesFirewall(Service):
             lines += ruleset.forget_counter(self.plan, _ip(previous.ip))  # type: ignore[arg-type]
         lines += ruleset.grant(self.plan, session.mac, new_ip, self._timeout(session))
         # A new login's connections were intercepted before it: flush them.
-        # A session restored after a restart keeps its connections.
-        is_new = session.started >= self._clock.seconds() - 1.0
+        # A session restored at start (older than this run) keeps its own.
+        is_new = self._started_at is not None and session.started >= self._started_at
         self._enqueue(_Change(tuple(lines), flush=(session.ip,) if new_ip and is_new else ()))
 
     def session_extended(self, session: Session) -> None:
@@ -223,8 +227,7 @@ class NftablesFirewall(Service):
                 sent = state.from_client.get(mac)
                 if sent is None:
                     continue  # Not in the kernel yet.
-                ip = _ip(session.ip)
-                received = state.to_client.get(ip) if ip is not None else None
+                received = state.to_client.get(session.ip)
                 result[mac] = (sent.bytes, received.bytes if received else 0)
             return result
 
@@ -384,7 +387,7 @@ class NftablesFirewall(Service):
                     ip=ip,
                     timeout=session.remaining(now),
                     from_client=before.from_client.get(session.mac, ruleset.Counter()),
-                    to_client=before.to_client.get(ip, ruleset.Counter()) if ip else ruleset.Counter(),
+                    to_client=before.to_client.get(str(ip), ruleset.Counter()) if ip else ruleset.Counter(),
                 )
             )
         learned = [ruleset.LearnedAddress(a, end - now) for a, end in self._learned.items()]
@@ -421,7 +424,7 @@ class NftablesFirewall(Service):
 
     def _flush_connections(self, ips: Any) -> None:
         for ip in dict.fromkeys(ips):
-            d = self._runner.run(self._conntrack, ["-D", "-s", ip])
+            d = self._flushes.run(self._runner.run, self._conntrack, ["-D", "-s", ip])
             d.addCallback(self._flushed, ip)
 
     def _flushed(self, result: ProcessResult, ip: str) -> None:

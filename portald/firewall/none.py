@@ -38,5 +38,8 @@ class NoFirewall(Service):
     def read_counters(self) -> Deferred[Counters]:
         return succeed({})
 
+    def applied(self) -> Deferred[None]:
+        return succeed(None)
+
     def reload(self) -> Deferred[None]:
         return succeed(None)

@@ -12,8 +12,6 @@ then owns the connection.
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
@@ -176,12 +174,11 @@ class FrontDoorFactory(Factory):
         return self._date
 
     def serialize(self, response: Response, head_only: bool, keep_alive: bool) -> bytes:
-        parts: list[Any] = [b"HTTP/1.1 %d %s\r\n" % (response.code, response.reason)]
-        parts.extend(b"%s: %s\r\n" % header for header in response.headers)
-        parts.append(
-            b"Date: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n"
-            % (self._date_header(), len(response.body), b"keep-alive" if keep_alive else b"close")
+        tail = b"Date: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n" % (
+            self._date_header(),
+            len(response.body),
+            b"keep-alive" if keep_alive else b"close",
         )
-        if not head_only:
-            parts.append(response.body)
-        return b"".join(parts)
+        if head_only:
+            return response.wire_head + tail
+        return response.wire_head + tail + response.body

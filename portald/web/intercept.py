@@ -35,13 +35,21 @@ class Answer(enum.Enum):
 
 @attrs.frozen
 class Response:
-    """A complete answer; the body is sent for every method but HEAD."""
+    """
+    A complete answer; the body is sent for every method but HEAD.
+    C{wire_head} is the status line and C{headers} as bytes, ready to send.
+    """
 
     answer: Answer
     code: int
     reason: bytes
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
+    wire_head: bytes = b""
+
+
+def wire_head(code: int, reason: bytes, headers: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    return b"HTTP/1.1 %d %s\r\n" % (code, reason) + b"".join(b"%s: %s\r\n" % header for header in headers)
 
 
 _HEADERS = (
@@ -50,6 +58,9 @@ _HEADERS = (
     (b"Content-Security-Policy", INTERCEPT_CSP),
 )
 _HEADERS += COMMON_HEADERS
+_ONLINE_HEAD = wire_head(200, b"OK", _HEADERS)
+_NETWORK_AUTH_HEAD = wire_head(511, NETWORK_AUTHENTICATION_REQUIRED, _HEADERS)
+_REDIRECT_HEAD = wire_head(302, b"Found", _HEADERS)
 _REDIRECT_BODY = b'<!DOCTYPE html>\n<html lang="en"><head><title>Sign in</title></head><body><p>Sign in first.</p></body></html>\n'
 
 
@@ -83,6 +94,13 @@ class Interception:
             self._probes.setdefault(rule.host, []).append(rule)
         self.counts: Counter[Answer] = Counter()
         self.log = InterceptLog(clock)
+        self._clock = clock
+        # Hot-path memos: Host header -> "is it the portal?", and the links
+        # signed this second (a token carries its second, so a link signed
+        # again within it would be the same).
+        self._portal_host_memo: dict[bytes, bool] = {}
+        self._links: dict[tuple[str, str], str] = {}
+        self._links_second = -1
         self._network_auth = Prerendered(
             theme.loader("network-auth"), {"venue": portal.venue}, ["portal_link"]
         )
@@ -93,8 +111,16 @@ class Interception:
         )
 
     def is_portal_host(self, host_header: bytes | None) -> bool:
-        host = split_host(host_header) if host_header else None
-        return host is not None and host[0] in self._portal_hosts
+        if not host_header:
+            return False
+        known = self._portal_host_memo.get(host_header)
+        if known is None:
+            host = split_host(host_header)
+            known = host is not None and host[0] in self._portal_hosts
+            if len(self._portal_host_memo) >= 1024:
+                self._portal_host_memo.clear()
+            self._portal_host_memo[host_header] = known
+        return known
 
     def is_probe(self, host: str, path: str) -> bool:
         rules = self._probes.get(host)
@@ -104,7 +130,17 @@ class Interception:
         """The portal's URL, carrying C{destination} signed for this client only."""
         if destination is None:
             return self.portal_url
-        return f"{self.portal_url}?{NEXT}={self._signer.sign(NEXT, client_ip, destination)}"
+        second = int(self._clock.seconds())
+        if second != self._links_second:
+            self._links.clear()
+            self._links_second = second
+        key = (client_ip, destination)
+        link = self._links.get(key)
+        if link is None:
+            link = f"{self.portal_url}?{NEXT}={self._signer.sign(NEXT, client_ip, destination)}"
+            if len(self._links) < 1024:
+                self._links[key] = link
+        return link
 
     def destination(self, client_ip: str, token: str | None) -> str | None:
         """The URL a C{next} token carries, if it is genuine and was issued to this client."""
@@ -123,15 +159,23 @@ class Interception:
                 b"OK",
                 _HEADERS,
                 self._online.render({"destination": url or self.portal_url + "status"}),
+                _ONLINE_HEAD,
             )
         elif url is not None and self._is_probe_url(url):
             link = self.portal_link(client_ip, url).encode("ascii")
             response = Response(
-                Answer.PROBE_REDIRECT, 302, b"Found", ((b"Location", link), *_HEADERS), _REDIRECT_BODY
+                Answer.PROBE_REDIRECT,
+                302,
+                b"Found",
+                ((b"Location", link), *_HEADERS),
+                _REDIRECT_BODY,
+                _REDIRECT_HEAD + b"Location: " + link + b"\r\n",
             )
         else:
             body = self._network_auth.render({"portal_link": self.portal_link(client_ip, url)})
-            response = Response(Answer.NETWORK_AUTH, 511, NETWORK_AUTHENTICATION_REQUIRED, _HEADERS, body)
+            response = Response(
+                Answer.NETWORK_AUTH, 511, NETWORK_AUTHENTICATION_REQUIRED, _HEADERS, body, _NETWORK_AUTH_HEAD
+            )
         self.counts[response.answer] += 1
         self.log.record(
             client_ip,

@@ -36,6 +36,8 @@ Usage = Callable[[str], "tuple[int, int] | None"]
 
 CSRF = "csrf"
 CSRF_MAX_AGE = 3600.0
+# The longest a sign-in answer waits for the firewall to confirm it.
+ENFORCED_WAIT = 2.0
 STATIC_MAX_AGE = 3600
 
 
@@ -67,9 +69,11 @@ class Portal:
         theme: Theme,
         interception: Interception,
         usage: Usage | None = None,
+        enforced: Callable[[], Deferred[None]] | None = None,
     ) -> None:
         self._config = config
         self._usage = usage
+        self._enforced = enforced
         self._table = table
         self._neighbours = neighbours
         self._clock = clock
@@ -78,8 +82,13 @@ class Portal:
         self._theme = theme
         self._interception = interception
         self._limiter = AttemptLimiter(clock, config.auth.max_attempts, config.auth.attempt_window)
-        origin = config.portal_url.rstrip("/").encode("ascii")
-        self._origins = {origin, b"null"}
+        # The portal answers on its name and on its addresses; a browser
+        # that hides where a form came from says "null".
+        port = "" if config.http.port == 80 else f":{config.http.port}"
+        hosts = [config.portal.hostname, str(config.portal.address)]
+        if config.portal.address6 is not None:
+            hosts.append(f"[{config.portal.address6}]")
+        self._origins = {f"http://{host}{port}".encode("ascii") for host in hosts} | {b"null"}
 
     # --- helpers ---
 
@@ -226,11 +235,32 @@ class Portal:
             idle_timeout=self._config.sessions.idle_timeout or None,
             quota_bytes=self._config.sessions.quota or None,
         )
-        if not finished:
-            body = self._signed_in(request, next_token, ip)
-            if body is not NOT_DONE_YET:
-                request.write(body)
-                request.finish()
+        if finished:
+            return
+        if self._enforced is None:
+            self._answer_signed_in(request, next_token, ip, finished)
+            return
+        # Answer once the firewall lets the client out, so that the browser's
+        # next request (often the page it wanted) is not intercepted again;
+        # but never keep a person waiting long on a slow firewall.
+        waiting = self._enforced()
+        waiting.addTimeout(ENFORCED_WAIT, self._clock)
+        waiting.addErrback(
+            lambda failure: log.warn(
+                "answering {ip}'s sign-in before the firewall confirmed it: {why}", ip=ip, why=failure.value
+            )
+        )
+        waiting.addCallback(lambda _: self._answer_signed_in(request, next_token, ip, finished))
+
+    def _answer_signed_in(
+        self, request: Request, next_token: str | None, ip: str, finished: list[bool]
+    ) -> None:
+        if finished:
+            return
+        body = self._signed_in(request, next_token, ip)
+        if body is not NOT_DONE_YET:
+            request.write(body)
+            request.finish()
 
     def _failed(self, failure: Any, request: Request, finished: list[bool]) -> None:
         log.failure("sign-in failed", failure)

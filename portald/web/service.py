@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.internet import TCPServer
+from twisted.internet.defer import Deferred
 from twisted.web.server import Site
 
 from portald.auth import authenticator_for
@@ -30,6 +32,7 @@ class PortalWeb:
         neighbours: Neighbours,
         reactor: Any,
         usage: Usage | None = None,
+        enforced: Callable[[], Deferred[None]] | None = None,
     ) -> None:
         theme = Theme(config.http.theme)
         signer = Signer(reactor)
@@ -44,6 +47,7 @@ class PortalWeb:
             theme,
             self.interception,
             usage,
+            enforced,
         )
         self.root = PortalRoot(self.portal, self.interception, theme)
         self.site = Site(self.root, timeout=CHANNEL_TIMEOUT, reactor=reactor)
@@ -77,6 +81,12 @@ def web_service(
     neighbours: Neighbours,
     reactor: Any,
     usage: Usage | None = None,
+    enforced: Callable[[], Deferred[None]] | None = None,
 ) -> HTTPService:
-    web = PortalWeb(config, table, neighbours, reactor, usage)
+    """
+    C{enforced}, if given, fires once every authorization so far is in
+    force (the firewall's L{portald.firewall.IFirewall.applied}): sign-in
+    answers wait for it.
+    """
+    web = PortalWeb(config, table, neighbours, reactor, usage, enforced)
     return HTTPService(web, config.http.port, str(config.http_listen), reactor)

@@ -34,6 +34,12 @@ def curl(client, url: str, *extra: str, to: str = GATEWAY_ADDRESS) -> tuple[int,
     return int(status_line.split(" ")[1]), headers, body
 
 
+def resolve(client, name: str) -> list[str]:
+    """The A records portald's DNS gives C{client} for C{name}."""
+    argv = ["dig", "+time=2", "+tries=1", "+short", f"@{GATEWAY_ADDRESS}", name, "A"]
+    return client.run(argv, timeout=10).stdout.split()
+
+
 def hidden(page: str, name: str) -> str | None:
     match = re.search(rf'<input type="hidden" name="{name}" value="([^"]*)"', page)
     return html.unescape(match.group(1)) if match else None
@@ -52,6 +58,8 @@ def test_a_client_is_intercepted_signs_in_and_is_online(lab) -> None:
         lambda: 'name="csrf"' in curl(phone, "http://portal.example/")[2], 10, what="portald to see the lease"
     )
     ready = time.monotonic() - started
+
+    assert resolve(phone, "example.test") == [GATEWAY_ADDRESS]  # not signed in: the portal
 
     # Someone's browser, going to a real internet address: the 511, with a
     # link to the portal and no form.
@@ -89,6 +97,7 @@ def test_a_client_is_intercepted_signs_in_and_is_online(lab) -> None:
     # gets the online page, no loop; the real address gets the real site.
     status, headers, body = curl(phone, "http://example.test/news?id=7")
     assert status == 200 and "You are online" in body and "location" not in headers
+    assert resolve(phone, "example.test") == [WEB_ADDRESS]  # its next DNS answer is real
     try:
         wait_for(
             lambda: (
