@@ -142,6 +142,10 @@ class NftablesFirewall(Service):
             )
             text = ruleset.remove_table(self.plan)
         else:
+            log.info(
+                "leaving nftables table {table} in place (firewall.on_stop: keep)",
+                table=self.plan.qualified_table,
+            )
             if not self._pending or self._needs_rebuild:
                 return succeed(None)
             # One last try, so the kernel does not keep a client the table dropped.
