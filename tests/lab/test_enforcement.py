@@ -8,6 +8,8 @@ HTTPS on 203.0.113.10 and DNS on 203.0.113.53.
     signed in      (through the click-through form) the real servers answer
     restart        a signed-in phone's traffic never stops; others stay captive
     signed out     cut off again, an open connection's next request included
+    walled garden  a dns.walled_garden name resolved through portald opens
+                   its address to clients that have not signed in
 """
 
 from __future__ import annotations
@@ -156,4 +158,34 @@ def test_enforcement_end_to_end(lab) -> None:
     assert second.startswith("cut off"), second
     assert dig(phone, DNS_ADDRESS) == GATEWAY_ADDRESS
     assert status(phone, f"https://{WEB_ADDRESS}/") == "curl exit 7"
+    assert "Traceback" not in portal.log()
+
+
+def test_walled_garden_names_open_their_addresses_to_everyone(lab) -> None:
+    dhcp = lab.dnsmasq_dhcp()
+    net = start_internet(lab)
+    phone = lab.client("c1")
+    phone.dhclient()
+    portal = start_portald(
+        lab,
+        lease_file=dhcp.lease_file,
+        upstream=[net.dns],
+        settings={"dns": {"walled_garden": ["news.example.test"]}},
+    )
+    wait_for(lambda: "csrf" in curl(phone, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease")
+    assert status(phone, f"http://{WEB_ADDRESS}/") == "511"
+    # The phone, not signed in, resolves a walled-garden name through portald...
+    assert dig(phone, GATEWAY_ADDRESS, "news.example.test") == WEB_ADDRESS
+    # ...and the address it got is open to it, web and everything else.
+    wait_for(lambda: status(phone, f"http://{WEB_ADDRESS}/") == "200", 5, what="the walled garden to open")
+    assert "EXAMPLE-SITE" in curl(phone, "-H", "Host: news.example.test", f"http://{WEB_ADDRESS}/").stdout
+    assert phone.run(["ping", "-c", "1", "-W", "1", WEB_ADDRESS], check=False).returncode == 0
+    listing = (
+        lab.gateway()
+        .run(["nft", "list", "set", "inet", f"{lab.prefix}_portald", "walled_garden_dns4"])
+        .stdout
+    )
+    assert re.search(rf"{re.escape(WEB_ADDRESS)} timeout \S+ expires", listing), listing
+    # Other names still get the portal.
+    assert dig(phone, GATEWAY_ADDRESS, "example.test") == GATEWAY_ADDRESS
     assert "Traceback" not in portal.log()
