@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 
 from tests.lab.daemon import start_portald
+from tests.lab.guest import curl, hidden
 from tests.lab.internet import WEB_ADDRESS, start_internet
 from tests.lab.netlab import GATEWAY_ADDRESS, GATEWAY_UPLINK_ADDRESS, wait_for
-from tests.lab.test_web import curl, hidden
 
 
 def dig(client, name: str, *options: str, qtype: str = "A") -> str:

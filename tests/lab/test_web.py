@@ -17,32 +17,9 @@ import time
 
 from portald.config import DEFAULT_PROBES
 from tests.lab.daemon import start_portald
+from tests.lab.guest import curl, hidden, resolve
 from tests.lab.internet import WEB_ADDRESS, start_internet
 from tests.lab.netlab import GATEWAY_ADDRESS, wait_for
-
-
-def curl(client, url: str, *extra: str, to: str = GATEWAY_ADDRESS) -> tuple[int, dict[str, str], str]:
-    """One request from C{client}, its host name resolved to C{to}."""
-    host = url.split("/", 3)[2]
-    result = client.run(
-        ["curl", "-sS", "-i", "--max-time", "5", "--resolve", f"{host}:80:{to}", *extra, url],
-        timeout=10,
-    )
-    head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
-    status_line, *lines = head.split("\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    return int(status_line.split(" ")[1]), headers, body
-
-
-def resolve(client, name: str) -> list[str]:
-    """The A records portald's DNS gives C{client} for C{name}."""
-    argv = ["dig", "+time=2", "+tries=1", "+short", f"@{GATEWAY_ADDRESS}", name, "A"]
-    return client.run(argv, timeout=10).stdout.split()
-
-
-def hidden(page: str, name: str) -> str | None:
-    match = re.search(rf'<input type="hidden" name="{name}" value="([^"]*)"', page)
-    return html.unescape(match.group(1)) if match else None
 
 
 def test_a_client_is_intercepted_signs_in_and_is_online(lab) -> None:
