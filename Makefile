@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit lab-packages lint bench clean
+.PHONY: run test unit lab lab-packages lint bench clean
 
 # The virtual environment, with portald installed editable and the test tools.
 $(STAMP): pyproject.toml
@@ -28,6 +28,12 @@ test: $(STAMP) lab-packages
 # Unit tests only: no root, no network namespaces.
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m 'not lab'
+
+# A guest's whole visit, narrated, in the network lab (as root): DHCP, the
+# portal, the probes, signing in, online; then Chromium does the same.  The
+# lab is torn down afterwards.
+lab: $(STAMP) lab-packages
+	$(BIN)/python -m pytest tests/lab/test_guest.py tests/lab/test_browser.py -s -q -p no:cacheprovider -k 'scenario1 or browser'
 
 lab-packages:
 	@sh tests/lab/install-packages.sh

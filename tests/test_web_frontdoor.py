@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
-from .web_support import WebHarness, parse_replies
+from .web_support import CLIENT_IP, CLIENT_MAC, WebHarness, parse_replies
 
 PROBE = b"GET /generate_204 HTTP/1.1\r\nHost: connectivitycheck.gstatic.com\r\n\r\n"
 PAGE = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
@@ -34,6 +34,19 @@ def test_connection_close_and_http_1_0_close_after_the_answer() -> None:
         replies = parse_replies(raw)
         assert [r.status for r in replies] == [511] and closed
         assert replies[0].header("Connection") == "close"
+
+
+def test_the_online_page_closes_the_connection_a_signed_in_browser_kept() -> None:
+    harness = WebHarness()
+    protocol, transport = harness.connect()
+    protocol.dataReceived(PAGE)
+    assert parse_replies(transport.value())[0].header("Connection") == "keep-alive"
+    harness.table.authorize(CLIENT_MAC, ip=CLIENT_IP, method="click-through", duration=3600.0)
+    transport.clear()
+    protocol.dataReceived(PAGE + PAGE)
+    replies = parse_replies(transport.value())
+    assert [r.status for r in replies] == [200] and "You are online" in replies[0].body
+    assert replies[0].header("Connection") == "close" and transport.disconnecting
 
 
 def test_the_portal_host_and_unusual_requests_go_to_twisted_web() -> None:

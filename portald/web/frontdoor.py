@@ -20,7 +20,7 @@ from twisted.web.http import datetimeToString
 from twisted.web.server import Site
 
 from portald.clients import normalise_ip
-from portald.web.intercept import Interception, Response
+from portald.web.intercept import Answer, Interception, Response
 
 # A head larger than this is not a probe: twisted.web gets it, with its limits.
 MAX_FAST_HEAD = 8192
@@ -106,6 +106,11 @@ class FrontDoor(Protocol):
         if host is None or self.factory.interception.is_portal_host(host):
             return False
         response = self.factory.interception.answer(self._client_ip, method, host, target)
+        if response.answer is Answer.ONLINE:
+            # A signed-in browser reached us on a connection it opened for
+            # another site before signing in: close it, or its next request
+            # for that site (the "Continue" link) comes back here again.
+            keep_alive = False
         self.transport.write(self.factory.serialize(response, method == b"HEAD", keep_alive))
         if not keep_alive:
             self._closing = True

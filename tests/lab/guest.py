@@ -54,11 +54,13 @@ class Response:
     headers: dict[str, str] = attrs.field(factory=dict)
     body: str = ""
     curl_exit: int = 0
+    error: str = ""
 
     def summary(self) -> str:
         if self.status is None:
             kinds = {7: "connection refused/reset", 28: "timed out", 6: "name not resolved"}
-            return f"curl failed: exit {self.curl_exit} ({kinds.get(self.curl_exit, 'error')})"
+            kind = kinds.get(self.curl_exit, "error")
+            return f"curl failed: exit {self.curl_exit} ({kind}) {self.error.strip()}".rstrip()
         text = f"{self.status}"
         if "location" in self.headers:
             # The signed way back is long and says nothing to a reader.
@@ -84,7 +86,7 @@ def curl_response(
         argv += ["--resolve", f"{host}:{port}:{to}"]
     result = client.run([*argv, *extra, url], check=False, timeout=timeout + 5)
     if result.returncode != 0:
-        return Response(None, curl_exit=result.returncode)
+        return Response(None, curl_exit=result.returncode, error=result.stderr)
     head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
     status_line, *lines = head.split("\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
@@ -161,8 +163,16 @@ class Guest:
             assert response.headers["location"].startswith(PORTAL_URL + "?next="), (os_name, response)
 
     def assert_online(self) -> None:
-        """Every probe gets the real endpoint's online answer, byte for byte."""
-        for (os_name, url), response in zip(PROBES, self.probes().values(), strict=True):
+        """
+        Every probe gets the real endpoint's online answer, byte for byte.
+        A probe that gets no answer at all is retried once, as the OSes do
+        (and said loudly: it is a stall worth knowing about).
+        """
+        for os_name, url in PROBES:
+            response = self.get(url)
+            if response.status is None:
+                self.say(f"STALLED: {os_name}'s probe got no answer; retrying it once")
+                response = self.get(url)
             status, body = online_answer(url)
             assert (response.status, response.body.encode()) == (status, body), (os_name, response)
 
