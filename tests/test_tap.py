@@ -14,6 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from portald.config import load_config
 from portald.tap import Options, build_service
+from tests.daemon_support import READY, Twistd, dev_config, ports_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_CONFIG = ROOT / "etc" / "dev" / "portald.yaml"
@@ -99,39 +100,20 @@ def test_twistd_refuses_a_broken_config_before_daemonizing(tmp_path: Path) -> No
 
 
 def test_twistd_runs_the_development_config_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [str(TWISTD), "--nodaemon", "--pidfile=", "portald", "--config", str(DEV_CONFIG)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-        # As from a terminal: a shell that started us in the background may
-        # have left SIGINT ignored, and Twisted then leaves it alone.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    seen: list[str] = []
+    # The development configuration on free ports, so it runs beside `make run`.
+    path = dev_config(tmp_path)
+    dns_port, _ = ports_of(path)
+    twistd = Twistd.start(path, cwd=tmp_path)
     try:
-        assert process.stdout is not None
-        for line in process.stdout:  # bounded by the timeout below
-            seen.append(line)
-            if "try Portal:" in line:
-                break
-        else:
-            pytest.fail("twistd ended before it started: " + "".join(seen))
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=30)
+        twistd.wait_for(READY)
+        returncode = twistd.stop(signal.SIGINT)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    output = "".join(seen) + rest
+        twistd.kill()
     # twistd ends by re-raising the signal it stopped for, as shells expect.
-    assert process.returncode in (0, -signal.SIGINT), output
-    assert "try DNS:   dig @127.0.0.1 -p 8053" in output
-    # The development lease file's lease, logged by the lease watcher at start.
-    assert "lease 127.0.0.1 -> 02:00:00:00:00:01 (this-computer)" in output
-    assert "Traceback" not in output
-    assert "Main loop terminated." in output
+    assert returncode in (0, -signal.SIGINT), twistd.output
+    assert f"try DNS:   dig @127.0.0.1 -p {dns_port}" in twistd.output
+    assert "Traceback" not in twistd.output
+    assert "Main loop terminated." in twistd.output
 
 
 def test_plugin_is_found_after_a_normal_install(tmp_path: Path) -> None:
