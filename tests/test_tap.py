@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,8 +119,18 @@ def test_twistd_runs_the_development_config_and_stops_on_ctrl_c(tmp_path: Path) 
 
 def test_plugin_is_found_after_a_normal_install(tmp_path: Path) -> None:
     target = tmp_path / "site"
+    # From a copy without build/ (setuptools would reuse what an earlier
+    # build left there) or the environment.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv", "build", "*.egg-info", ".git", "__pycache__", ".*_cache", ".hypothesis"
+        ),
+    )
     install = run(
-        sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(ROOT)
+        sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(source)
     )
     assert install.returncode == 0, install.stderr
     assert (target / "twisted" / "plugins" / "portald_plugin.py").exists()
@@ -131,10 +142,16 @@ def test_plugin_is_found_after_a_normal_install(tmp_path: Path) -> None:
         "from twisted.application.service import IServiceMaker\n"
         "print(p.__file__)\n"
         "print(sorted(m.tapname for m in getPlugins(IServiceMaker)))\n"
+        # Every part of portald, and its templates, came with the install.
+        "import portald, portald.tap, portald.web.portal, portald.auth, portald.firewall.nftables\n"
+        "from importlib.resources import files\n"
+        "assert (files('portald.web') / 'templates' / 'landing.xhtml').is_file()\n"
+        "print(portald.__file__)\n"
     )
     env = dict(os.environ, PYTHONPATH=str(target))
     result = run(sys.executable, "-c", probe, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    plugin_file, names = result.stdout.splitlines()
+    plugin_file, names, package_file = result.stdout.splitlines()
     assert plugin_file.startswith(str(target))
+    assert package_file.startswith(str(target))
     assert "'portald'" in names and "'dns'" in names  # Twisted's own plugins still there
