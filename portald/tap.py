@@ -122,6 +122,7 @@ class PortalService(MultiService):
             reactor,
             usage=self.limits.usage,
             enforced=self.firewall.applied,
+            last_ending=self.store.last_ending,
         ).setServiceParent(self)
 
     def restore_sessions(self) -> None:
