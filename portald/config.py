@@ -565,6 +565,21 @@ def _check_consistency(config: Config, lines: dict[str, int]) -> None:
         raise fail("leases.poll_interval", "expected a duration above zero (the poll is the backstop)")
     if config.auth.method == "access-code" and not config.auth.codes:
         raise fail("auth.method", "access-code needs at least one code in auth.codes")
+    if config.firewall.backend == "nftables":
+        # The firewall sends captive clients' DNS and HTTP to portal.address:
+        # something must listen there.
+        def serves_portal_address(address: IPAddress) -> bool:
+            return address == config.portal.address or address.is_unspecified
+
+        if not any(serves_portal_address(address) for address in config.dns_listen):
+            raise fail(
+                "dns.listen",
+                "expected portal.address (or 0.0.0.0) among the addresses: the firewall redirects DNS there",
+            )
+        if not serves_portal_address(config.http_listen):
+            raise fail(
+                "http.listen", "expected portal.address (or 0.0.0.0): the firewall redirects HTTP there"
+            )
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:

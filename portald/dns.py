@@ -17,7 +17,7 @@ L{PortalDNSFactory.handleQuery}, which gets it from the protocol for each
 query.  The common UDP cases (redirect, and a forwarded answer already in the
 cache) take L{FastPath}, which reads and writes the wire format directly;
 everything else takes the full twisted.names path.  Both give the same
-answers (tests/test_dns_equivalence.py).
+answers (tests/test_dns_properties.py).
 """
 
 from __future__ import annotations

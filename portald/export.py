@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -22,14 +23,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"portald: no session database at {args.database}", file=sys.stderr)
         return 1
     try:
-        store = SessionStore.open(args.database)
-    except StoreError as e:
-        print(f"portald: {e}", file=sys.stderr)
+        # Read-only: never migrate or write a database a daemon may be using.
+        store = SessionStore.open_read_only(args.database)
+        try:
+            sys.stdout.write(export(store.history(), args.format))
+        finally:
+            store.close()
+    except (StoreError, sqlite3.Error) as e:
+        print(f"portald: cannot export {args.database}: {e}", file=sys.stderr)
         return 1
-    try:
-        sys.stdout.write(export(store.history(), args.format))
-    finally:
-        store.close()
     return 0
 
 

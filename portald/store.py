@@ -133,6 +133,16 @@ class SessionStore:
             raise
         return cls(connection, path)
 
+    @classmethod
+    def open_read_only(cls, path: Path) -> SessionStore:
+        """Open C{path} for reading only (exports): no migration, no writes."""
+        try:
+            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            connection.execute("PRAGMA user_version").fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read the session database {path}: {e}") from None
+        return cls(connection, path)
+
     @staticmethod
     def _check_and_migrate(db: sqlite3.Connection, path: Path) -> None:
         try:

@@ -39,6 +39,9 @@ class Options(usage.Options):
         "and firewall enforcement, all configured by one YAML file. "
         "The file is validated before the daemon starts."
     )
+    optFlags = [
+        ["check", None, "Validate the configuration file, say whether it is OK, and exit."],
+    ]
     optParameters = [
         ["config", "c", DEFAULT_CONFIG_PATH, "The YAML configuration file (see etc/portald.yaml)."],
     ]
@@ -55,6 +58,9 @@ class Options(usage.Options):
             # Not a UsageError: twistd would print its whole help text above
             # it, burying the one line that says what is wrong.
             raise SystemExit(f"portald: configuration error: {e}") from None
+        if self["check"]:
+            print(f"{self['config']}: configuration OK")
+            sys.exit(0)
 
 
 class PortalService(MultiService):
@@ -116,6 +122,7 @@ class PortalService(MultiService):
             reactor,
             usage=self.limits.usage,
             enforced=self.firewall.applied,
+            last_ending=self.store.last_ending,
         ).setServiceParent(self)
 
     def restore_sessions(self) -> None:

@@ -49,5 +49,10 @@ class WelcomeService(Service):
             backend=config.firewall.backend,
             source=config.source or "(built in)",
         )
+        if not config.dns.upstream:
+            log.warn(
+                "dns.upstream is empty: signed-in guests' DNS queries will get SERVFAIL; "
+                "list your resolvers there"
+            )
         for line in what_to_try(config):
             log.info("try {line}", line=line)

@@ -188,6 +188,16 @@ def test_yaml_syntax_error_has_its_line() -> None:
         (("dns:", "  walled_garden: ['bad name!']"), "dns.walled_garden[0]", "a DNS name"),
         (("auth:", "  method: access-code"), "auth.method", "needs at least one code"),
         (("dns: 53",), "dns", "a mapping of settings"),
+        (
+            ("dns: {listen: [192.0.2.2]}", "firewall: {backend: nftables}"),
+            "dns.listen",
+            "the firewall redirects DNS there",
+        ),
+        (
+            ("http: {listen: 192.0.2.2}", "firewall: {backend: nftables}"),
+            "http.listen",
+            "the firewall redirects HTTP there",
+        ),
         (("  poll_interval: 0",), "leases.poll_interval", "above zero"),
     ],
 )

@@ -209,3 +209,18 @@ def test_export_command(path: Path, clock: Clock, capsys: pytest.CaptureFixture[
     assert [(row["mac"], row["reason"]) for row in rows] == [(MAC, "expired")]
     assert main(["--database", str(path.parent / "absent.sqlite3")]) == 1
     assert "no session database" in capsys.readouterr().err
+
+
+def test_export_never_writes_the_database(
+    path: Path, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from portald.export import main
+
+    table, store = table_with_store(path, clock)
+    table.authorize(MAC, ip="192.0.2.10", method="click-through", duration=60)
+    store.close()
+    path.chmod(0o444)  # an operator's read-only copy
+    before = path.read_bytes()
+    assert main(["--database", str(path), "--format", "csv"]) == 0
+    assert MAC in capsys.readouterr().out
+    assert path.read_bytes() == before

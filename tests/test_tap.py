@@ -48,9 +48,10 @@ def test_broken_configuration_stops_with_the_key(tmp_path: Path) -> None:
     )
 
 
-def test_service_starts_and_stops_cleanly() -> None:
+def test_service_starts_and_stops_cleanly(tmp_path: Path) -> None:
     reactor = MemoryReactorClock()
-    service = build_service(load_config(DEV_CONFIG), reactor)
+    # Its own database: a `make run` may have left sessions in etc/dev/state.
+    service = build_service(load_config(dev_config(tmp_path)), reactor)
     assert IService.providedBy(service)
     service.startService()
     assert service.running
@@ -79,10 +80,19 @@ def test_twistd_lists_the_plugin() -> None:
     assert "portald" in result.stdout
 
 
+def test_check_validates_and_exits(tmp_path: Path) -> None:
+    good = run(str(TWISTD), "portald", "--check", "--config", str(DEV_CONFIG), cwd=tmp_path)
+    assert good.returncode == 0 and f"{DEV_CONFIG}: configuration OK" in good.stdout
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    bad = run(str(TWISTD), "portald", "--check", "--config", str(path), cwd=tmp_path)
+    assert bad.returncode != 0 and "dns.port: expected a port number" in bad.stderr
+
+
 def test_twistd_portald_help_documents_every_option() -> None:
     result = run(str(TWISTD), "portald", "--help")
     assert result.returncode == 0
-    for option in ("--config", "--version", "--help"):
+    for option in ("--config", "--check", "--version", "--help"):
         assert option in result.stdout
     assert "/etc/portald/portald.yaml" in result.stdout
 
@@ -155,3 +165,24 @@ def test_plugin_is_found_after_a_normal_install(tmp_path: Path) -> None:
     assert plugin_file.startswith(str(target))
     assert package_file.startswith(str(target))
     assert "'portald'" in names and "'dns'" in names  # Twisted's own plugins still there
+
+
+def test_an_empty_upstream_list_is_warned_about(tmp_path: Path) -> None:
+    from twisted.logger import globalLogPublisher
+
+    from portald.config import parse_config
+    from portald.welcome import WelcomeService
+
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        for upstream in ("[]", "[198.51.100.53]"):
+            config = parse_config(BROKEN.replace("port: 70000", f"upstream: {upstream}"))
+            reactor = MemoryReactorClock()
+            WelcomeService(config, reactor).startService()
+            for hook, args, kwargs in reactor.whenRunningHooks:
+                hook(*args, **kwargs)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    warnings = [e for e in events if "dns.upstream is empty" in e.get("log_format", "")]
+    assert len(warnings) == 1

@@ -13,6 +13,7 @@ from twisted.internet.testing import StringTransport
 
 from portald.clients import AuthorizationTable, Neighbours
 from portald.config import Config, parse_config
+from portald.store import SessionStore
 from portald.web.service import PortalWeb
 
 CLIENT_IP = "192.0.2.10"
@@ -87,17 +88,27 @@ def parse_replies(raw: bytes, *, head: bool = False, closed: bool = False) -> li
 
 
 class WebHarness:
-    """One portald web part on a Clock, with two known clients and one stranger."""
+    """
+    One portald web part on a Clock, with two known clients and one stranger;
+    with C{store}, the table is journalled in it as in portald.
+    """
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self, config: Config | None = None, store: SessionStore | None = None) -> None:
         self.config = config or make_config()
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
-        self.table = AuthorizationTable(self.clock)
+        self.table = AuthorizationTable(self.clock, journal=store)
         self.neighbours = Neighbours()
         self.neighbours.replace({CLIENT_IP: CLIENT_MAC, OTHER_IP: OTHER_MAC})
         self.usage: dict[str, tuple[int, int]] = {}
-        self.web = PortalWeb(self.config, self.table, self.neighbours, self.clock, self.usage.get)
+        self.web = PortalWeb(
+            self.config,
+            self.table,
+            self.neighbours,
+            self.clock,
+            self.usage.get,
+            last_ending=store.last_ending if store is not None else None,
+        )
 
     def connect(self, client_ip: str = CLIENT_IP, via: str = "frontdoor"):
         peer = IPv4Address("TCP", client_ip, 40000)

@@ -14,7 +14,7 @@ from typing import Any
 from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer, tags
 
 from portald.auth import FormField, IAuthenticator
-from portald.clients import Session
+from portald.clients import EndReason, Session
 from portald.web.theme import Theme
 
 
@@ -34,6 +34,49 @@ def describe_bytes(amount: int) -> str:
         if amount >= size:
             return f"{amount / size:.1f} {unit}"
     return f"{amount} bytes"
+
+
+def describe_period(seconds: float) -> str:
+    """A configured length in words: ``30 minutes``, ``1 hour 30 minutes``, ``45 seconds``."""
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} second{'s' if whole != 1 else ''}"
+    hours, minutes = divmod(whole // 60, 60)
+    parts = [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
+    if minutes:
+        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
+    return " ".join(parts)
+
+
+def describe_allowance(amount: int) -> str:
+    """A data allowance as configured: ``500 MB``, ``1.5 GB``."""
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if amount >= size:
+            return f"{round(amount / size, 1):g} {unit}"
+    return f"{amount} bytes"
+
+
+def describe_ending(reason: EndReason, *, idle_timeout: float, quota: int) -> str | None:
+    """
+    Why a session ended, as the sentence's end after "your session ended";
+    C{None} for a reason a guest has nothing to learn from (a replaced
+    session is followed by a new one).
+    """
+    if reason is EndReason.LOGOUT:
+        return "because you signed out"
+    if reason is EndReason.EXPIRED:
+        return "because its time was up"
+    if reason is EndReason.IDLE:
+        if idle_timeout > 0:
+            return f"because you were inactive for {describe_period(idle_timeout)}"
+        return "because you were inactive for too long"
+    if reason is EndReason.QUOTA:
+        if quota > 0:
+            return f"because your data allowance of {describe_allowance(quota)} was used"
+        return "because your data allowance was used"
+    if reason is EndReason.ADMIN:
+        return "because the network's staff ended it"
+    return None
 
 
 class Layout(Element):
@@ -90,8 +133,10 @@ class LandingBody(Element):
         csrf: str,
         next_token: str | None,
         message: str = "",
+        ending: str = "",
     ) -> None:
         super().__init__(loader=theme.loader("landing"))
+        self._ending = ending
         self._terms = terms
         self._authenticator = authenticator
         self._csrf = csrf
@@ -101,6 +146,10 @@ class LandingBody(Element):
     @renderer
     def message(self, request: Any, tag: Tag) -> Tag | str:
         return tag(self._message) if self._message else ""
+
+    @renderer
+    def ending(self, request: Any, tag: Tag) -> Tag | str:
+        return tag(self._ending) if self._ending else ""
 
     @renderer
     def terms(self, request: Any, tag: Tag) -> Tag:
@@ -133,9 +182,11 @@ class StatusBody(Element):
         warn_before: float,
         csrf: str,
         used: tuple[int, int] | None = None,
+        extension: float | None = None,
     ) -> None:
         super().__init__(loader=theme.loader("status"))
         self._used = used
+        self._extension = extension
         self._session = session
         self._now = now
         self._warn_before = warn_before
@@ -172,6 +223,12 @@ class StatusBody(Element):
             return [tags.dt("Data allowance"), tags.dd(describe_bytes(quota))]
         used = sum(self._used)
         return [tags.dt("Data used"), tags.dd(f"{describe_bytes(used)} of {describe_bytes(quota)}")]
+
+    @renderer
+    def extend_form(self, request: Any, tag: Tag) -> Tag | str:
+        if self._extension is None:
+            return ""
+        return tag.fillSlots(csrf=self._csrf, length=describe_period(self._extension))
 
     @renderer
     def logout_form(self, request: Any, tag: Tag) -> Tag:

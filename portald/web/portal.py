@@ -22,8 +22,9 @@ from portald.auth import AuthResult, Credentials, IAuthenticator
 from portald.auth.limits import AttemptLimiter
 from portald.clients import AuthorizationTable, EndReason, Neighbours, normalise_ip
 from portald.config import Config
+from portald.store import StoreError
 from portald.web.intercept import NEXT, Interception
-from portald.web.pages import LandingBody, Layout, MessageBody, StatusBody
+from portald.web.pages import LandingBody, Layout, MessageBody, StatusBody, describe_duration, describe_ending
 from portald.web.security import COMMON_HEADERS, HTML, NO_STORE, PORTAL_CSP
 from portald.web.theme import Theme
 from portald.web.tokens import Signer
@@ -33,12 +34,17 @@ log = Logger()
 
 # Bytes (from, to) a client moved in its current session, if known.
 Usage = Callable[[str], "tuple[int, int] | None"]
+# Why and when a client's latest session ended (None: never, or still open).
+LastEnding = Callable[[str], "tuple[EndReason, float] | None"]
 
 CSRF = "csrf"
 CSRF_MAX_AGE = 3600.0
 # The longest a sign-in answer waits for the firewall to confirm it.
 ENFORCED_WAIT = 2.0
 STATIC_MAX_AGE = 3600
+# The landing page says why the last session ended if it ended this recently.
+ENDING_SHOWN_FOR = 24 * 3600.0
+_TRY_AGAIN = "Please try again in a moment."
 
 
 def client_ip(request: Request) -> str:
@@ -70,8 +76,10 @@ class Portal:
         interception: Interception,
         usage: Usage | None = None,
         enforced: Callable[[], Deferred[None]] | None = None,
+        last_ending: LastEnding | None = None,
     ) -> None:
         self._config = config
+        self._last_ending = last_ending
         self._usage = usage
         self._enforced = enforced
         self._table = table
@@ -147,7 +155,13 @@ class Portal:
         return token is None or self._signer.verify(CSRF, ip, token, CSRF_MAX_AGE) is None
 
     def _landing(
-        self, request: Request, ip: str, next_token: str | None, message: str = "", code: int = 200
+        self,
+        request: Request,
+        ip: str,
+        next_token: str | None,
+        message: str = "",
+        code: int = 200,
+        ending: str = "",
     ) -> Any:
         body = LandingBody(
             self._theme,
@@ -156,8 +170,41 @@ class Portal:
             csrf=self._csrf_token(ip),
             next_token=next_token,
             message=message,
+            ending=ending,
         )
         return self._render(request, f"Welcome to {self._config.portal.venue}", body, code)
+
+    def _ending_notice(self, mac: str) -> str:
+        """ "Your session ended … because …" for a recent ending, else nothing."""
+        if self._last_ending is None:
+            return ""
+        try:
+            ending = self._last_ending(mac)
+        except Exception:
+            # A notice is a courtesy: the sign-in form matters more.
+            log.failure("could not look up how {mac}'s last session ended", mac=mac)
+            return ""
+        if ending is None:
+            return ""
+        reason, ended = ending
+        ago = max(0.0, self._clock.seconds() - ended)
+        because = describe_ending(
+            reason, idle_timeout=self._config.sessions.idle_timeout, quota=self._config.sessions.quota
+        )
+        if because is None or ago > ENDING_SHOWN_FOR:
+            return ""
+        return f"Your session ended {describe_duration(ago)} ago {because}."
+
+    def _extension(self, remaining: float | None) -> float | None:
+        """
+        The time the extend button adds, or C{None} where it is not offered:
+        not configured, a session without an end, or one that already has
+        more than a session's length left (so presses do not pile up).
+        """
+        length = self._config.session_timeout()
+        if not self._config.sessions.extendable or remaining is None or remaining > length:
+            return None
+        return length
 
     def _valid_next(self, ip: str, token: str | None) -> str | None:
         """C{token} if it genuinely carries a destination for this client, else C{None}."""
@@ -173,7 +220,9 @@ class Portal:
             return self._no_lease(request, 200)
         if self._table.is_authorized(mac):
             return self._see_other(request, "/status")
-        return self._landing(request, ip, self._valid_next(ip, _arg(request, NEXT)))
+        return self._landing(
+            request, ip, self._valid_next(ip, _arg(request, NEXT)), ending=self._ending_notice(mac)
+        )
 
     def login(self, request: Request) -> Any:
         ip = client_ip(request)
@@ -226,15 +275,28 @@ class Portal:
                 self._landing(request, ip, next_token, result.message, 403)
             return
         self._limiter.clear(mac)
-        self._table.authorize(
-            mac,
-            ip=ip,
-            method=self._authenticator.name,
-            user=result.user,
-            duration=self._config.session_timeout(),
-            idle_timeout=self._config.sessions.idle_timeout or None,
-            quota_bytes=self._config.sessions.quota or None,
-        )
+        try:
+            self._table.authorize(
+                mac,
+                ip=ip,
+                method=self._authenticator.name,
+                user=result.user,
+                duration=self._config.session_timeout(),
+                idle_timeout=self._config.sessions.idle_timeout or None,
+                quota_bytes=self._config.sessions.quota or None,
+            )
+        except StoreError as e:
+            # Not on disk, so not granted: a login must survive a restart.
+            log.error("could not sign in {mac} ({ip}): {why}", mac=mac, ip=ip, why=str(e))
+            if not finished:
+                self._message(
+                    request,
+                    "We could not sign you in",
+                    ["The network could not record your sign-in, so you are not online yet.", _TRY_AGAIN],
+                    ("/", "Try again"),
+                    503,
+                )
+            return
         if finished:
             return
         if self._enforced is None:
@@ -295,8 +357,56 @@ class Portal:
             warn_before=self._config.sessions.warn_before,
             csrf=self._csrf_token(ip),
             used=self._usage(mac) if self._usage is not None else None,
+            extension=self._extension(session.remaining(self._clock.seconds())),
         )
         return self._render(request, "You are online", body, refresh=60)
+
+    def extend(self, request: Request) -> Any:
+        ip = client_ip(request)
+        back = ("/status", "Back to your session")
+        if self._forged(request, ip):
+            log.warn("refused an extension form without a valid token from {ip}", ip=ip)
+            return self._message(
+                request,
+                "Please try again",
+                ["This form has expired or did not come from this portal. Nothing was changed."],
+                back,
+                403,
+            )
+        mac = self._neighbours.mac_for(ip)
+        if mac is None:
+            return self._no_lease(request, 403)
+        session = self._table.session(mac)
+        if session is None:
+            return self._message(
+                request,
+                "You are not signed in",
+                ["Your session has already ended, so there is nothing to extend. Sign in again."],
+                ("/", "Sign in"),
+                409,
+            )
+        extension = self._extension(session.remaining(self._clock.seconds()))
+        if extension is None:
+            why = (
+                "Sessions on this network cannot be extended."
+                if not self._config.sessions.extendable or session.expires is None
+                else "Your session has plenty of time left; you can extend it later."
+            )
+            return self._message(request, "Your session was not extended", [why], back, 403)
+        try:
+            extended = self._table.extend(mac, extension)
+        except StoreError as e:
+            log.error("could not extend {mac}'s session: {why}", mac=mac, why=str(e))
+            return self._message(
+                request,
+                "We could not extend your session",
+                ["The network could not record the extension; your session ends as before.", _TRY_AGAIN],
+                back,
+                503,
+            )
+        remaining = extended.remaining(self._clock.seconds()) if extended is not None else None
+        left = "" if remaining is None else f" You now have {describe_duration(remaining)} left."
+        return self._message(request, "Your session was extended", [f"Thank you.{left}"], back)
 
     def logout(self, request: Request) -> Any:
         ip = client_ip(request)
@@ -426,6 +536,7 @@ class PortalRoot(Resource):
         self._pages.putChild(b"login", _Page(portal, post=portal.login))
         self._pages.putChild(b"status", _Page(portal, get=portal.status))
         self._pages.putChild(b"logout", _Page(portal, post=portal.logout))
+        self._pages.putChild(b"extend", _Page(portal, post=portal.extend))
         self._pages.putChild(b"static", StaticFiles(theme, portal))
         self._not_found = _Page(portal, get=portal.not_found, post=portal.not_found)
 

@@ -14,7 +14,7 @@ from portald.clients import AuthorizationTable, Neighbours
 from portald.config import Config
 from portald.web.frontdoor import FrontDoorFactory
 from portald.web.intercept import Interception
-from portald.web.portal import Portal, PortalRoot, Usage
+from portald.web.portal import LastEnding, Portal, PortalRoot, Usage
 from portald.web.theme import Theme
 from portald.web.tokens import Signer
 
@@ -33,6 +33,7 @@ class PortalWeb:
         reactor: Any,
         usage: Usage | None = None,
         enforced: Callable[[], Deferred[None]] | None = None,
+        last_ending: LastEnding | None = None,
     ) -> None:
         theme = Theme(config.http.theme)
         signer = Signer(reactor)
@@ -48,6 +49,7 @@ class PortalWeb:
             self.interception,
             usage,
             enforced,
+            last_ending,
         )
         self.root = PortalRoot(self.portal, self.interception, theme)
         self.site = Site(self.root, timeout=CHANNEL_TIMEOUT, reactor=reactor)
@@ -82,11 +84,13 @@ def web_service(
     reactor: Any,
     usage: Usage | None = None,
     enforced: Callable[[], Deferred[None]] | None = None,
+    last_ending: LastEnding | None = None,
 ) -> HTTPService:
     """
     C{enforced}, if given, fires once every authorization so far is in
     force (the firewall's L{portald.firewall.IFirewall.applied}): sign-in
-    answers wait for it.
+    answers wait for it.  C{last_ending} (the session store's) lets the
+    sign-in page say why a device's last session ended.
     """
-    web = PortalWeb(config, table, neighbours, reactor, usage, enforced)
+    web = PortalWeb(config, table, neighbours, reactor, usage, enforced, last_ending)
     return HTTPService(web, config.http.port, str(config.http_listen), reactor)

@@ -47,7 +47,10 @@ def test_a_restart_rebuilds_the_kernel_set_from_the_store(lab) -> None:
 
     portal.start()
     assert "restored 1 session(s)" in portal.log()
-    assert phone.mac("eth0") in lab.gateway().run(table).stdout
+    # The firewall applies the restored sessions as its first batch.
+    wait_for(
+        lambda: phone.mac("eth0") in lab.gateway().run(table, check=False).stdout, 10, what="the restored set"
+    )
     assert other.mac("eth0") not in lab.gateway().run(table).stdout
     assert status(phone, SITE) == "200"
     assert status(other, SITE) == "511"
@@ -64,7 +67,7 @@ def test_idle_clients_are_cut_off_and_active_ones_are_not(lab) -> None:
         lab,
         lease_file=dhcp.lease_file,
         upstream=[net.dns],
-        settings={"sessions": {"idle_timeout": "3s", "sample_interval": "500ms"}},
+        settings={"sessions": {"idle_timeout": "6s", "sample_interval": "500ms"}},
     )
     for client in (busy, idle):
         wait_for_lease(client)
@@ -75,18 +78,18 @@ def test_idle_clients_are_cut_off_and_active_ones_are_not(lab) -> None:
     signed_in = time.monotonic()
 
     # The busy phone browses every 0.3 s until the idle one is cut off
-    # (bounded: 20 s, on a loaded machine sampling the counters may lag).
+    # (bounded: 30 s, on a loaded machine sampling the counters may lag).
     # The idle phone is watched through portald's log: asking it would be
     # traffic, and keep it active.
     ended = f"deauthorized {idle.mac('eth0')}"
     busy_answers = []
-    deadline = signed_in + 20
+    deadline = signed_in + 30
     while ended not in portal.log() and time.monotonic() < deadline:
         busy_answers.append(status(busy, SITE))
         time.sleep(0.3)
     cut_off_after = time.monotonic() - signed_in
     assert status(idle, SITE) == "511", f"the idle phone was not cut off in {cut_off_after:.1f} s"
-    assert cut_off_after >= 3, "cut off before its idle timeout"
+    assert cut_off_after >= 6, "cut off before its idle timeout"
     assert set(busy_answers) == {"200"}, busy_answers
     assert status(busy, SITE) == "200"
     log = portal.log()
