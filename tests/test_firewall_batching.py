@@ -463,6 +463,38 @@ def test_applied_fires_once_changes_are_in_the_kernel() -> None:
     assert waiting.called
 
 
+def test_applied_fires_with_its_own_batch_not_when_the_queue_drains() -> None:
+    # Under steady load the queue may never be empty: a login's waiter must
+    # fire once the batch carrying its change is in, whatever came after.
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    first_login = h.firewall.applied()
+    h.clock.advance(0)
+    first = h.only_nft()
+    h.authorize(MAC2, "192.0.2.20")  # queued while the first batch runs
+    second_login = h.firewall.applied()
+    first.finish(0)
+    assert first_login.called and not second_login.called
+    h.clock.advance(0)
+    h.authorize(MAC3, "192.0.2.30")
+    h.only_nft().finish(0)
+    assert second_login.called
+
+
+def test_applied_waits_for_a_failed_batch_to_succeed() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    login = h.firewall.applied()
+    h.clock.advance(0)
+    h.only_nft().finish(1, stderr=b"Error: Could not process rule\n")
+    assert not login.called
+    h.clock.advance(1)  # the retry
+    h.only_nft().finish(0)
+    assert login.called
+
+
 def test_a_bug_in_a_callback_does_not_stall_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness()
     h.started()

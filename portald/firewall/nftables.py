@@ -106,6 +106,12 @@ class NftablesFirewall(Service):
         self._timer: IDelayedCall | None = None
         self._needs_rebuild = True
         self._failures_in_a_row = 0
+        # Waiters for "my change is in the kernel": (changes queued when it
+        # asked, its Deferred).  A waiter fires as soon as the batch or load
+        # carrying its change succeeds, not when the whole queue is empty,
+        # which under steady load it may never be.
+        self._queued = 0
+        self._change_waiters: list[tuple[int, Deferred[None]]] = []
         self._idle_waiters: list[Deferred[None]] = []
         self._not_busy_waiters: list[Deferred[None]] = []
         self._stopping = False
@@ -269,11 +275,21 @@ class NftablesFirewall(Service):
         if not self._busy and not self._pending and not self._needs_rebuild:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
-        self._idle_waiters.append(waiter)
+        self._change_waiters.append((self._queued, waiter))
         return waiter
+
+    def _applied_up_to(self, count: int) -> None:
+        """The first C{count} changes ever queued are in the kernel."""
+        if self._needs_rebuild:
+            return  # a whole load is due: it is what waiters wait for
+        ready = [waiter for target, waiter in self._change_waiters if target <= count]
+        self._change_waiters = [(t, w) for t, w in self._change_waiters if t > count]
+        for waiter in ready:
+            waiter.callback(None)
 
     def _enqueue(self, change: _Change) -> None:
         self._pending.append(change)
+        self._queued += 1
         self._kick(self._batch_delay)
 
     def _kick(self, delay: float) -> None:
@@ -290,6 +306,7 @@ class NftablesFirewall(Service):
         elif self._pending:
             self._send_batch()
         else:
+            self._applied_up_to(self._queued)
             waiters, self._idle_waiters = self._idle_waiters, []
             for waiter in waiters:
                 waiter.callback(None)
@@ -326,6 +343,7 @@ class NftablesFirewall(Service):
     def _send_batch(self) -> None:
         self._busy = True
         batch, self._pending = self._pending, []
+        covers = self._queued  # the batch holds every change queued so far
         d = self._nft_apply(self._batch_text(batch))
 
         def done(result: ProcessResult) -> None:
@@ -334,6 +352,7 @@ class NftablesFirewall(Service):
                 self.stats.batches += 1
                 self.stats.changes += len(batch)
                 self._flush_connections(ip for change in batch for ip in change.flush)
+                self._applied_up_to(covers)
                 self._settle()
                 return
             self._failed(f"applying {len(batch)} changes", result)
@@ -377,6 +396,7 @@ class NftablesFirewall(Service):
         # The snapshot below includes every queued change: they are
         # superseded, except for the connection flushes they asked for.
         superseded, self._pending = self._pending, []
+        covers = self._queued  # the snapshot includes every change queued so far
         before = before or KernelState()
         for address, remaining in before.learned.items():
             if remaining > 0 and self._learned.get(address, 0.0) < now + remaining:
@@ -416,6 +436,7 @@ class NftablesFirewall(Service):
                 self._failures_in_a_row = 0
                 self.stats.reloads += 1
                 self._flush_connections(ip for change in superseded for ip in change.flush)
+                self._applied_up_to(covers)
                 self._settle()
                 return
             self._failed("loading the table", result)
