@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab.netlab import pid_alive
+
 PREFIX = f"pfw{os.getpid()}"
 _OURS = re.compile(r"^pfw(\d+)-")
 NFT = "/usr/sbin/nft"
@@ -46,16 +48,6 @@ def run(argv: Sequence[str], *, input: str | None = None, check: bool = True, ti
     return result
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _namespaces() -> list[str]:
     listing = run(["ip", "netns", "list"], check=False).stdout
     return [line.split()[0] for line in listing.splitlines() if line.strip()]
@@ -74,7 +66,7 @@ def delete_namespace(name: str) -> None:
 def sweep_stale() -> None:
     for name in _namespaces():
         match = _OURS.match(name)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+        if match and int(match.group(1)) != os.getpid() and not pid_alive(int(match.group(1))):
             delete_namespace(name)
 
 

@@ -124,7 +124,7 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
         time.sleep(interval)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -146,7 +146,7 @@ def _kill_namespace_processes(namespace: str) -> None:
                 pass
         deadline = time.monotonic() + 2.0
         while pids and time.monotonic() < deadline:
-            pids = [pid for pid in pids if _pid_alive(pid) and not _is_zombie(pid)]
+            pids = [pid for pid in pids if pid_alive(pid) and not _is_zombie(pid)]
             time.sleep(0.02)
 
 
@@ -175,7 +175,7 @@ def sweep_stale() -> list[str]:
     removed = []
     for name in sorted(names):
         match = _OURS.match(name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             _delete_namespace(name)
             removed.append(name)
     return removed

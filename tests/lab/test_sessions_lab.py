@@ -21,23 +21,25 @@ from tests.lab.test_enforcement import PORTAL, curl, sign_in, status
 SITE = f"http://{WEB_ADDRESS}/"
 
 
-def wait_for_lease(client) -> None:
-    # portald knows the lease once the portal page offers the form.
-    wait_for(lambda: "csrf" in curl(client, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease")
+def two_phones_and_portald(lab, settings: dict):
+    """Two phones with real leases, and portald knowing both."""
+    dhcp = lab.dnsmasq_dhcp()
+    net = start_internet(lab)
+    phones = lab.client("c1"), lab.client("c2")
+    for phone in phones:
+        phone.dhclient()
+    portal = start_portald(lab, lease_file=dhcp.lease_file, upstream=[net.dns], settings=settings)
+    for phone in phones:
+        # portald knows the lease once the portal page offers the form.
+        wait_for(
+            lambda p=phone: "csrf" in curl(p, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease"
+        )
+    return phones, portal
 
 
 def test_a_restart_rebuilds_the_kernel_set_from_the_store(lab) -> None:
-    dhcp = lab.dnsmasq_dhcp()
-    net = start_internet(lab)
-    phone, other = lab.client("c1"), lab.client("c2")
-    phone.dhclient()
-    other.dhclient()
-    portal = start_portald(
-        lab, lease_file=dhcp.lease_file, upstream=[net.dns], settings={"firewall": {"on_stop": "remove"}}
-    )
+    (phone, other), portal = two_phones_and_portald(lab, {"firewall": {"on_stop": "remove"}})
     table = ["nft", "list", "table", "inet", f"{lab.prefix}_portald"]
-    for client in (phone, other):
-        wait_for_lease(client)
     sign_in(phone)
     wait_for(lambda: status(phone, SITE) == "200", 5, what="the phone to get out")
 
@@ -58,19 +60,10 @@ def test_a_restart_rebuilds_the_kernel_set_from_the_store(lab) -> None:
 
 
 def test_idle_clients_are_cut_off_and_active_ones_are_not(lab) -> None:
-    dhcp = lab.dnsmasq_dhcp()
-    net = start_internet(lab)
-    busy, idle = lab.client("c1"), lab.client("c2")
-    busy.dhclient()
-    idle.dhclient()
-    portal = start_portald(
-        lab,
-        lease_file=dhcp.lease_file,
-        upstream=[net.dns],
-        settings={"sessions": {"idle_timeout": "6s", "sample_interval": "500ms"}},
+    (busy, idle), portal = two_phones_and_portald(
+        lab, {"sessions": {"idle_timeout": "6s", "sample_interval": "500ms"}}
     )
     for client in (busy, idle):
-        wait_for_lease(client)
         sign_in(client)
     for client in (busy, idle):
         wait_for(lambda c=client: status(c, SITE) == "200", 5, what="the phones to get out")
