@@ -241,7 +241,12 @@ def test_scenario7_hard_coded_resolvers_and_encrypted_dns_meet_the_portal(lab) -
         [sys.executable, str(UDP_LOGGER), "udp-log", WEB_ADDRESS, "443", str(quic_log), str(ready)],
         name="quic",
     )
-    wait_for(ready.exists, 10, what="the QUIC listener")
+    dot_ready = lab.tmp / "dot.ready"
+    # A listener on the resolver's DNS-over-TLS port: a refusal can only be the gateway's.
+    lab.internet().spawn(
+        [sys.executable, str(UDP_LOGGER), "http", DNS_ADDRESS, "853", "dot", str(dot_ready)], name="dot"
+    )
+    wait_for(lambda: ready.exists() and dot_ready.exists(), 10, what="the QUIC and DoT listeners")
     phone = Guest(lab.client("c1"), "phone")
     arrive(world, phone)
 
@@ -254,8 +259,8 @@ def test_scenario7_hard_coded_resolvers_and_encrypted_dns_meet_the_portal(lab) -
 
     narrate("DNS-over-TLS, DNS-over-HTTPS, HTTPS: refused at once (never intercepted, never through)")
     assert connect(phone, DNS_ADDRESS, 853) == "refused"
-    doh = phone.get(f"https://{DNS_ADDRESS}/dns-query?dns=AAABAAABAAAAAAAAB2V4YW1wbGUEdGVzdAAAAQAB")
-    assert doh.curl_exit == 7
+    doh = f"https://{WEB_ADDRESS}/dns-query?dns=AAABAAABAAAAAAAAB2V4YW1wbGUEdGVzdAAAAQAB"
+    assert phone.get(doh).curl_exit == 7
     assert phone.get("https://example.test/", to=WEB_ADDRESS).curl_exit == 7
 
     narrate("QUIC (UDP 443): dropped, so browsers fall back to TCP")
@@ -268,4 +273,7 @@ def test_scenario7_hard_coded_resolvers_and_encrypted_dns_meet_the_portal(lab) -
     wait_for(quic_log.exists, 5, what="the signed-in phone's datagram")
     assert quic_log.read_bytes() == b"quic!\n"
     phone.say("after signing in, its QUIC datagram arrived")
+    narrate("and the same servers were there all along: signed in, the phone reaches them")
+    assert connect(phone, DNS_ADDRESS, 853) == "connected"
+    assert phone.get(doh, "--cacert", str(world.net.ca_certificate)).status == 200
     assert_clean(world)
