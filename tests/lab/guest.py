@@ -63,10 +63,7 @@ class Response:
             return f"curl failed: exit {self.curl_exit} ({kind}) {self.error.strip()}".rstrip()
         text = f"{self.status}"
         if "location" in self.headers:
-            # The signed way back is long and says nothing to a reader.
-            text += f" -> {self.headers['location'].split('?next=')[0]}"
-            if "?next=" in self.headers["location"]:
-                text += "?next=…"
+            text += f" -> {short_url(self.headers['location'])}"
         title = re.search(r"<title>([^<]*)</title>", self.body)
         if title:
             text += f" «{html.unescape(title.group(1)).strip()}»"
@@ -112,6 +109,16 @@ def hidden(page: str, name: str) -> str | None:
     return html.unescape(match.group(1)) if match else None
 
 
+def narrate(text: str) -> None:
+    """A heading in the story the lab tests tell."""
+    print(f"\n== {text}", flush=True)
+
+
+def short_url(url: str) -> str:
+    """The URL without its signed way back, which is long and says nothing to a reader."""
+    return url.split("?next=")[0] + "?next=…" if "?next=" in url else url
+
+
 class Guest:
     """One client namespace, used as a person with a phone would, saying what happens."""
 
@@ -144,7 +151,7 @@ class Guest:
         if not quiet:
             via = f" (at {to})" if to else ""
             method = "POST" if "-d" in extra or "--data-urlencode" in extra else "GET"
-            self.say(f"{method} {url}{via}: {response.summary()}")
+            self.say(f"{method} {short_url(url)}{via}: {response.summary()}")
         return response
 
     def lookup(self, name: str, server: str = GATEWAY_ADDRESS) -> list[str]:

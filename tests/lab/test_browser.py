@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from tests.lab.daemon import start_portald
-from tests.lab.guest import Guest
+from tests.lab.guest import Guest, narrate, short_url
 from tests.lab.internet import start_internet
 from tests.lab.netlab import require, wait_for
 
@@ -30,6 +30,7 @@ def test_a_browser_meets_the_portal_accepts_and_reaches_the_site(lab) -> None:
     dhcp = lab.dnsmasq_dhcp()
     net = start_internet(lab)
     portal = start_portald(lab, lease_file=dhcp.lease_file, upstream=[net.dns])
+    narrate("Headless Chromium in a client namespace: a guest with a real browser")
     laptop = Guest(lab.client("c1"), "chromium")
     address = laptop.join()
     wait_for(lambda: f"lease {address} -> {laptop.mac}" in portal.log(), 10, what="portald to read the lease")
@@ -42,8 +43,10 @@ def test_a_browser_meets_the_portal_accepts_and_reaches_the_site(lab) -> None:
     )
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{portal.log()}"
     steps = {line["step"]: line for line in map(json.loads, result.stdout.splitlines())}
+    laptop.say(f"opens http://example.test/: HTTP {steps['goto']['status']}")
     for name, step in steps.items():
-        laptop.say(f"{name}: {step.get('url', '')} «{step.get('title', step.get('status'))}»")
+        if name != "goto":
+            laptop.say(f"{name}.png: {short_url(step['url'])} «{step['title']}»")
 
     assert steps["goto"]["status"] == 511
     assert steps["01-511"]["url"] == "http://example.test/"

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from tests.lab.daemon import Portald, start_portald
-from tests.lab.guest import PORTAL_URL, Guest
+from tests.lab.guest import PORTAL_URL, Guest, narrate
 from tests.lab.internet import DNS_ADDRESS, WEB_ADDRESS, Internet, start_internet
 from tests.lab.netlab import GATEWAY_ADDRESS, DHCPServer, Lab, wait_for
 
@@ -34,10 +34,6 @@ class World:
     dhcp: DHCPServer
     net: Internet
     portal: Portald
-
-
-def narrate(text: str) -> None:
-    print(f"\n== {text}", flush=True)
 
 
 def start_world(lab: Lab, settings: Mapping[str, Mapping[str, Any]] | None = None, **dhcp: Any) -> World:
