@@ -104,6 +104,9 @@ def test_an_authorized_client_landing_here_gets_the_online_page_not_a_loop(
         assert reply.header("Cache-Control") == "no-store"
         assert "You are online" in reply.body
         assert f'href="{url}"' in reply.body
+        # It tries the site again by itself: the browser may keep the
+        # portal's address for the site for a minute, whatever the TTL.
+        assert f'<meta http-equiv="refresh" content="5; url={url}"' in reply.body
         assert 'href="http://portal.example/status"' in reply.body
 
 
