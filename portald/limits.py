@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from portald.clients import AuthorizationTable, EndReason, IAuthorizationObserver, Session
@@ -28,6 +29,10 @@ log = Logger()
 Counters = Mapping[str, tuple[int, int]]
 
 
+class CountersUnavailable(Exception):
+    """The traffic counters could not be read this time (say, nft failed)."""
+
+
 class ITrafficSource(Interface):
     """Where traffic counters come from (the firewall, or DNS/web activity)."""
 
@@ -35,7 +40,9 @@ class ITrafficSource(Interface):
         """
         Bytes (from the client, to the client) per MAC, cumulative.  A
         counter that goes down has been reset (the MAC left the firewall's
-        set and came back).
+        set and came back).  A signed-in MAC missing from the mapping is
+        unknown this time, not idle.  Fails with L{CountersUnavailable}
+        when nothing could be read.
         """
 
 
@@ -59,7 +66,8 @@ class ActivityTracker:
         return defer.succeed(dict(self._counters))
 
     def session_started(self, session: Session) -> None:
-        self._counters.pop(session.mac, None)
+        # Present from the start, so that no activity reads as idle.
+        self._counters[session.mac] = (0, 0)
 
     def session_extended(self, session: Session) -> None:
         pass
@@ -138,9 +146,17 @@ class SessionLimits(Service):
     def sample(self) -> defer.Deferred[None]:
         """Read the counters once and end the sessions that are over a limit."""
         d = self._source.read_counters()
-        d.addCallback(self._apply)
-        d.addErrback(lambda failure: log.failure("could not read traffic counters", failure))
+        d.addCallbacks(self._apply, self._unavailable)
+        d.addErrback(lambda failure: log.failure("could not apply traffic counters", failure))
         return d
+
+    def _unavailable(self, failure: Failure) -> None:
+        # Not knowing is not idleness: nobody is cut off on a failed read.
+        failure.trap(CountersUnavailable)
+        log.warn(
+            "traffic counters unavailable ({why}): idle and quota checks skipped this time",
+            why=failure.getErrorMessage(),
+        )
 
     def _apply(self, counters: Counters) -> None:
         now = self._clock.seconds()
@@ -149,7 +165,12 @@ class SessionLimits(Service):
             usage = self._usage.get(session.mac)
             if usage is None:
                 continue
-            seen = counters.get(session.mac, usage.last_seen)
+            seen = counters.get(session.mac)
+            if seen is None:
+                # Unknown this time (not in the kernel yet): never a reason
+                # to end the session.
+                usage.last_active = now
+                continue
             if seen[0] < usage.baseline[0] or seen[1] < usage.baseline[1]:
                 usage.baseline = (0, 0)  # the counter was reset
             if seen != usage.last_seen:

@@ -17,6 +17,7 @@ from portald.clients import AuthorizationTable, EndReason, Session
 from portald.firewall import ruleset
 from portald.firewall.interface import IFirewall
 from portald.firewall.nftables import NftablesFirewall
+from portald.limits import CountersUnavailable
 from tests.fake_runner import FakeRunner, Invocation
 from tests.firewall_plans import FULL_YAML, MINIMAL_YAML, config
 
@@ -399,13 +400,37 @@ def test_read_counters_when_nft_fails_or_talks_nonsense() -> None:
     h = Harness()
     h.started()
     h.authorize(MAC1, "192.0.2.10")
+    # Nothing read is not "no traffic": the read fails, and nobody is idle for it.
     first = h.firewall.read_counters()
     h.only_nft().finish(1, stderr=b"Error: No such file or directory\n")
-    assert first.result == {}
+    first.addErrback(lambda failure: failure.trap(CountersUnavailable) and "unavailable")
+    assert first.result == "unavailable"
     second = h.firewall.read_counters()
     with capturedLogs():
         h.only_nft().finish(0, stdout=b"{not json")
-    assert second.result == {}
+    second.addErrback(lambda failure: failure.trap(CountersUnavailable) and "unavailable")
+    assert second.result == "unavailable"
+
+
+def test_a_login_during_a_whole_load_has_its_counters_read() -> None:
+    h = Harness()
+    h.authorize(MAC1, "192.0.2.10")
+    load = h.start()
+    h.authorize(MAC2, "192.0.2.20")  # while nft loads the snapshot without it
+    load.finish(0)
+    h.clock.advance(0)
+    h.only_nft().finish(0)  # the batch that grants MAC2
+    d = h.firewall.read_counters()
+    h.only_nft().finish(
+        0,
+        stdout=kernel_json(
+            {
+                "bytes_from_client": [counted(MAC1, 1, 100), counted(MAC2, 2, 200)],
+                "bytes_to_client4": [counted("192.0.2.10", 1, 1000), counted("192.0.2.20", 2, 2000)],
+            }
+        ),
+    )
+    assert d.result == {MAC1: (100, 1000), MAC2: (200, 2000)}
 
 
 def test_stop_keeps_the_table_and_applies_what_is_pending() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from portald.clients import AuthorizationTable, EndReason, IAuthorizationObserver, Session
-from portald.limits import ActivityTracker, ITrafficSource, SessionLimits
+from portald.limits import ActivityTracker, CountersUnavailable, ITrafficSource, SessionLimits
 
 MAC = "02:00:00:aa:bb:cc"
 OTHER = "02:00:00:dd:ee:ff"
@@ -76,6 +77,7 @@ def test_idle_session_ends_and_active_one_does_not(
 ) -> None:
     table.authorize(MAC, ip="192.0.2.10", method="click-through", duration=3600, idle_timeout=60)
     table.authorize(OTHER, ip="192.0.2.11", method="click-through", duration=3600, idle_timeout=60)
+    kernel.counters[MAC] = (0, 0)  # in the kernel's set, and silent
     for tick in range(1, 7):
         kernel.counters[OTHER] = (tick * 100, tick * 1000)  # OTHER keeps browsing
         clock.advance(10)
@@ -132,27 +134,49 @@ def test_sessions_without_limits_are_left_alone(
     assert table.is_authorized(MAC)
 
 
-def test_a_failing_source_does_not_stop_sampling(table: AuthorizationTable, clock: Clock) -> None:
+def test_a_failed_read_ends_nobody_and_sampling_goes_on(table: AuthorizationTable, clock: Clock) -> None:
     @implementer(ITrafficSource)
     class Flaky:
         calls = 0
+        counters = {MAC: (500, 500)}
 
         def read_counters(self) -> defer.Deferred:
             self.calls += 1
-            if self.calls == 1:
-                return defer.fail(RuntimeError("nft failed"))
-            return defer.succeed({})
+            if self.calls <= 3:
+                return defer.fail(CountersUnavailable("nft failed"))
+            return defer.succeed(dict(self.counters))
 
     source = Flaky()
     limits = SessionLimits(table, source, clock, interval=10)
     limits.startService()
     table.authorize(MAC, ip="192.0.2.10", method="click-through", duration=3600, idle_timeout=15)
+    with capturedLogs() as logged:
+        clock.advance(10)
+        clock.advance(10)
+        clock.advance(10)
+    # 30 s of failed reads, longer than the idle timeout: still signed in.
+    assert source.calls == 3 and table.is_authorized(MAC)
+    assert any("traffic counters unavailable" in formatEvent(event) for event in logged)
+    clock.advance(10)  # a good read: the counters moved, so it was active
+    assert table.is_authorized(MAC)
     clock.advance(10)
-    clock.advance(10)
-    assert source.calls == 2
-    assert not table.is_authorized(MAC)
+    clock.advance(10)  # 20 s with the counters unchanged: idle
+    assert source.calls == 6 and not table.is_authorized(MAC)
     limits.stopService()
     assert clock.getDelayedCalls() == []
+
+
+def test_a_mac_missing_from_the_counters_is_unknown_not_idle(
+    table: AuthorizationTable, clock: Clock, kernel: KernelCounters, limits: SessionLimits
+) -> None:
+    table.authorize(MAC, ip="192.0.2.10", method="click-through", duration=3600, idle_timeout=15)
+    for _ in range(5):
+        clock.advance(10)  # the firewall has not counted it yet
+    assert table.is_authorized(MAC)
+    kernel.counters[MAC] = (0, 0)
+    clock.advance(10)
+    clock.advance(10)
+    assert not table.is_authorized(MAC)
 
 
 def test_activity_tracker_counts_portald_own_traffic(

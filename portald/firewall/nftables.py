@@ -31,7 +31,7 @@ from portald.firewall import ruleset
 from portald.firewall.interface import IFirewall
 from portald.firewall.kernelstate import KernelState, UnreadableState, parse_kernel_state
 from portald.firewall.process import IProcessRunner, ProcessResult
-from portald.limits import Counters, ITrafficSource
+from portald.limits import Counters, CountersUnavailable, ITrafficSource
 
 log = Logger()
 
@@ -231,7 +231,7 @@ class NftablesFirewall(Service):
 
         def counters(state: KernelState | None) -> Counters:
             if state is None:
-                return {}
+                raise CountersUnavailable(f"cannot read {self.plan.qualified_table}")
             result = {}
             for mac, session in self._installed.items():
                 sent = state.from_client.get(mac)
@@ -431,7 +431,9 @@ class NftablesFirewall(Service):
                     removed=len(before.authorized - macs),
                     learned=len(learned),
                 )
-                self._installed = {s.mac: s for s in sessions}
+                # The live table, not the snapshot: a login made while nft ran
+                # is in the queue, and its counters are read like the others.
+                self._installed = {s.mac: s for s in self._table.sessions()}
                 self._needs_rebuild = False
                 self._failures_in_a_row = 0
                 self.stats.reloads += 1
