@@ -99,7 +99,14 @@ class Node:
     def scalar(self) -> Any:
         if not isinstance(self.yaml_node, yaml.ScalarNode):
             return self.yaml_node
-        return self.loader.construct_object(self.yaml_node, deep=True)
+        try:
+            return self.loader.construct_object(self.yaml_node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:
+            # A tag or a date YAML cannot build (2024-13-45, !!int abc, !foo).
+            problem = getattr(e, "problem", None) or str(e)
+            raise ConfigError(
+                f"cannot read {self.yaml_node.value!r} ({problem})", key=self.key, line=self.line
+            ) from None
 
 
 Parser = Callable[[Node], Any]
@@ -113,6 +120,10 @@ def parse_text(node: Node) -> str:
     value = node.scalar()
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise node.error("a text value")
+    if isinstance(value, (int, float)) and node.yaml_node.style is None:
+        # As written: YAML 1.1 would make the room number 0123 into 83, and
+        # 12:30 into 750.
+        return str(node.yaml_node.value)
     return str(value)
 
 
@@ -207,6 +218,22 @@ def parse_duration(node: Node) -> float:
         if parts and "".join(n + u for n, u in parts) == text:
             return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
     raise node.error("a duration such as 90s, 30m, 2h, 1h30m or 1d")
+
+
+def positive_duration(node: Node) -> float:
+    """A duration above zero (a timeout or an interval that 0 would break)."""
+    value = parse_duration(node)
+    if value <= 0:
+        raise node.error("a duration above zero, such as 90s, 30m, 2h, 1h30m or 1d")
+    return value
+
+
+def whole_seconds(node: Node) -> float:
+    """A duration in whole seconds, as DNS TTLs are."""
+    value = parse_duration(node)
+    if value != int(value):
+        raise node.error("a duration in whole seconds, such as 5s or 1h (DNS TTLs have no fractions)")
+    return value
 
 
 _SIZE = re.compile(r"(\d+)\s*(B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?")
@@ -406,10 +433,10 @@ class DNSSettings:
     listen: tuple[IPAddress, ...] = setting(list_of(parse_ip), ())
     port: int = setting(parse_port, 53)
     upstream: tuple[Endpoint, ...] = setting(list_of(endpoint(53)), ())
-    redirect_ttl: float = setting(parse_duration, 5.0)
-    upstream_timeout: float = setting(parse_duration, 2.0)
+    redirect_ttl: float = setting(whole_seconds, 5.0)
+    upstream_timeout: float = setting(positive_duration, 2.0)
     cache_size: int = setting(positive_int, 10000)
-    max_cache_ttl: float = setting(parse_duration, 3600.0)
+    max_cache_ttl: float = setting(whole_seconds, 3600.0)
     walled_garden: tuple[str, ...] = setting(list_of(parse_hostname), DEFAULT_WALLED_GARDEN)
 
 
@@ -449,7 +476,7 @@ class LeaseSource:
 @attrs.frozen
 class LeaseSettings:
     sources: tuple[LeaseSource, ...] = setting(list_of(section(LeaseSource), non_empty=True))
-    poll_interval: float = setting(parse_duration, 5.0)
+    poll_interval: float = setting(positive_duration, 5.0)
     debounce: float = setting(parse_duration, 0.1)
     neighbour_fallback: bool = setting(parse_bool, False)
 
@@ -458,19 +485,19 @@ class LeaseSettings:
 class AuthSettings:
     method: str = setting(choice(*AUTH_METHODS), "click-through")
     codes: tuple[str, ...] = setting(list_of(parse_text), ())
-    timeout: float | None = setting(optional(parse_duration), None)
+    timeout: float | None = setting(optional(positive_duration), None)
     max_attempts: int = setting(positive_int, 5)
-    attempt_window: float = setting(parse_duration, 60.0)
+    attempt_window: float = setting(positive_duration, 60.0)
 
 
 @attrs.frozen
 class SessionSettings:
-    timeout: float = setting(parse_duration, 4 * 3600.0)
+    timeout: float = setting(positive_duration, 4 * 3600.0)
     idle_timeout: float = setting(parse_duration, 0.0)
     quota: int = setting(parse_byte_size, 0)
     extendable: bool = setting(parse_bool, False)
     warn_before: float = setting(parse_duration, 300.0)
-    sample_interval: float = setting(parse_duration, 60.0)
+    sample_interval: float = setting(positive_duration, 60.0)
 
 
 @attrs.frozen
@@ -561,8 +588,6 @@ def _check_consistency(config: Config, lines: dict[str, int]) -> None:
 
     if not any(config.portal.address in subnet for subnet in config.portal.subnets):
         raise fail("portal.address", "expected an address inside one of portal.subnets")
-    if config.leases.poll_interval <= 0:
-        raise fail("leases.poll_interval", "expected a duration above zero (the poll is the backstop)")
     if config.auth.method == "access-code" and not config.auth.codes:
         raise fail("auth.method", "access-code needs at least one code in auth.codes")
     if config.firewall.backend == "nftables":

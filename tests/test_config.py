@@ -91,8 +91,9 @@ def test_defaults_fill_what_is_left_out() -> None:
     [("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("1d", 86400), ("200ms", 0.2), ("0", 0)],
 )
 def test_durations(text: str, seconds: float) -> None:
-    config = parse_config(with_lines("sessions:", f"  timeout: {text}"))
-    assert config.sessions.timeout == pytest.approx(seconds)
+    # idle_timeout: 0 means "off", so every form is accepted there.
+    config = parse_config(with_lines("sessions:", f"  idle_timeout: {text}"))
+    assert config.sessions.idle_timeout == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("text, size", [("0", 0), ("500MB", 500 * 10**6), ("1GiB", 2**30), ("1024", 1024)])
@@ -199,6 +200,16 @@ def test_yaml_syntax_error_has_its_line() -> None:
             "the firewall redirects HTTP there",
         ),
         (("  poll_interval: 0",), "leases.poll_interval", "above zero"),
+        (("sessions:", "  sample_interval: 0"), "sessions.sample_interval", "above zero"),
+        (("sessions:", "  timeout: 0"), "sessions.timeout", "above zero"),
+        (("auth:", "  timeout: 0s"), "auth.timeout", "above zero"),
+        (("dns:", "  upstream_timeout: 0"), "dns.upstream_timeout", "above zero"),
+        (("dns:", "  redirect_ttl: 200ms"), "dns.redirect_ttl", "whole seconds"),
+        # Values YAML itself cannot build: a message with the key, never a traceback.
+        (("sessions:", "  timeout: 2024-13-45"), "sessions.timeout", "cannot read '2024-13-45'"),
+        (("dns:", "  port: !!int abc"), "dns.port", "cannot read 'abc'"),
+        (("auth:", "  codes: [!foo x]"), "auth.codes[0]", "cannot read 'x'"),
+        (("auth:", "  codes: [2024-02-30]"), "auth.codes[0]", "cannot read '2024-02-30'"),
     ],
 )
 def test_other_mistakes_are_named(extra: tuple[str, ...], key: str, expected: str) -> None:
@@ -225,3 +236,13 @@ def test_empty_and_unreadable_files(tmp_path: Path) -> None:
         load_config(empty)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_codes_and_names_stay_as_written() -> None:
+    config = parse_config(
+        MINIMAL + "auth:\n  method: access-code\n  codes: [0123, 12:30, 1_000, 42, '007']\n",
+        "test.yaml",
+    )
+    assert config.auth.codes == ("0123", "12:30", "1_000", "42", "007")
+    venue = parse_config(MINIMAL.replace("portal:\n", "portal:\n  venue: 1.10\n"), "test.yaml")
+    assert venue.portal.venue == "1.10"
