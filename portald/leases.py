@@ -28,13 +28,34 @@ import attrs
 from portald.clients import InvalidMAC, normalise_ip, normalise_mac
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable_hostname(name: str | None) -> str | None:
+    """
+    A client-chosen hostname made safe to log and show: control characters
+    (a newline would forge a log line) become '?'.
+    """
+    if not name:
+        return None
+    return _CONTROL.sub("?", name)
+
+
+def _utf8_from_escapes(name: str) -> str:
+    """ISC dhcpd writes a name's non-ASCII bytes as escapes, one per byte."""
+    try:
+        return name.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return name
+
+
 @attrs.frozen
 class Lease:
     """One address handed to one device until C{expires} (None: never)."""
 
     ip: str
     mac: str
-    hostname: str | None
+    hostname: str | None = attrs.field(converter=printable_hostname)
     expires: float | None
 
     def active(self, now: float) -> bool:
@@ -255,7 +276,7 @@ def _isc_lease(ip: str, statements: list[list[str]]) -> tuple[Lease | None, str 
                 return None, f"lease {ip}: not Ethernet hardware ({words[1]})"
             mac = _isc_mac(words[2])
         elif first == "client-hostname" and len(words) == 2 and words[1][0] == '"':
-            hostname = _unescape(words[1])
+            hostname = _utf8_from_escapes(_unescape(words[1]))
     if state != "active":
         return None, None
     if mac is None:
@@ -332,8 +353,9 @@ def parse_isc_dhcpd(text: str, now: float) -> ParseResult:
 # --- Kea -----------------------------------------------------------------------------
 
 _KEA_REQUIRED = ("address", "hwaddr", "expire", "valid_lifetime")
-_KEA_DECLINED = 1
-_KEA_EXPIRED_RECLAIMED = 2
+# Lease states: 0 default (in use), 1 declined, 2 expired-reclaimed, and
+# newer ones (3 released) that are not in use either.
+_KEA_DEFAULT = 0
 _KEA_INFINITE = 0xFFFFFFFF
 
 
@@ -359,6 +381,10 @@ def parse_kea(text: str, now: float) -> ParseResult:
         if not line.strip():
             continue
         fields = line.rstrip("\r").split(",")
+        if fields[0].strip() == "address":
+            # A header: the file's first line, or that of the next file when
+            # the watcher reads Kea's older files (lease4.csv.1, .2) first.
+            columns = None
         if columns is None:
             names = [name.strip() for name in fields]
             missing = [name for name in _KEA_REQUIRED if name not in names]
@@ -386,7 +412,7 @@ def parse_kea(text: str, now: float) -> ParseResult:
         except (ValueError, OverflowError) as e:
             problems.append(ParseProblem(number, f"bad field: {e}"))
             continue
-        if valid_lifetime == 0 or state in (_KEA_DECLINED, _KEA_EXPIRED_RECLAIMED):
+        if valid_lifetime == 0 or state != _KEA_DEFAULT:
             latest[ip] = None
             continue
         try:

@@ -17,6 +17,12 @@ text: this module is the part with a clock, files and inotify.
 * A read that looks cut short (a line or block without its end, or an empty
   file where there were leases) is not believed until a second read, one
   debounce later, shows the same text: the last good snapshot stays meanwhile.
+* A read with problems and no lease at all, where there were leases, is not
+  believed either (garbage in the file): the old leases stay until they
+  expire or the file reads cleanly.
+* Kea's older files (C{lease4.csv.1}, C{.2}, C{.completed}) are read before
+  the current one, as Kea reads them: its hourly cleanup leaves the current
+  file with only a header.
 * Leases leave the map when they expire, on a timer, without a file change.
 """
 
@@ -199,12 +205,31 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
+def kea_earlier_files(path: Path) -> list[Path]:
+    """
+    The files that hold Kea's leases before C{path}, oldest first.  Kea's
+    lease file cleanup (LFC, hourly by default) moves C{lease4.csv} to
+    C{lease4.csv.2} and starts a new C{lease4.csv} with only its header, then
+    compacts C{.1} and C{.2} into C{.completed}, which becomes the new C{.1}.
+    Kea itself reads them in this order at start.
+    """
+    completed = path.with_name(path.name + ".completed")
+    if completed.exists():
+        return [completed]
+    return [path.with_name(path.name + ".1"), path.with_name(path.name + ".2")]
+
+
+_EARLIER_FILES: dict[str, Callable[[Path], list[Path]]] = {"kea": kea_earlier_files}
+
+
 class _Source:
     """What the watcher knows about one lease file."""
 
     def __init__(self, watched: WatchedFile) -> None:
         self.watched = watched
         self.parse = PARSERS[watched.format]
+        self.earlier_files = _EARLIER_FILES.get(watched.format, lambda path: [])
+        self.unreadable_logged = False
         self.leases: tuple[Lease, ...] = ()
         self.signature: tuple[int, int, int] | None = None
         self.read_once = False
@@ -370,7 +395,7 @@ class LeaseWatcher(Service):
             return False
         source.missing_logged = False
         source.signature = signature
-        text = data.decode("utf-8", errors="replace")
+        text = self._earlier_text(source) + data.decode("utf-8", errors="replace")
         try:
             result = source.parse(text, self._clock.seconds())
         except Exception:
@@ -387,11 +412,34 @@ class LeaseWatcher(Service):
             return False
         source.suspect_text = None
         self._log_problems(source, frozenset(result.problems))
+        if result.problems and not result.leases and source.leases:
+            # Nothing readable where there were leases: not believed.  The
+            # old leases stay until they expire or the file reads cleanly.
+            if not source.unreadable_logged:
+                source.unreadable_logged = True
+                log.warn(
+                    "{path}: no lease could be read; keeping its last {count} good leases",
+                    path=str(path),
+                    count=len(source.leases),
+                )
+            return False
+        source.unreadable_logged = False
         source.read_once = True
         if result.leases == source.leases:
             return False
         source.leases = result.leases
         return True
+
+    @staticmethod
+    def _earlier_text(source: _Source) -> str:
+        parts = []
+        for path in source.earlier_files(source.watched.path):
+            try:
+                text = path.read_bytes().decode("utf-8", errors="replace")
+            except OSError:
+                continue  # absent between the server's renames: the usual case
+            parts.append(text if text.endswith("\n") or not text else text + "\n")
+        return "".join(parts)
 
     def _log_problems(self, source: _Source, problems: frozenset[ParseProblem]) -> None:
         # Each problem once, not on every re-read of an unchanged file.

@@ -353,3 +353,22 @@ def test_dnsmasq_round_trip(leases: dict) -> None:
         ip: Lease(ip, mac, name, expiry and float(expiry)) for ip, (mac, name, expiry) in leases.items()
     }
     assert by_ip(parse_dnsmasq(text, NOW)) == expected
+
+
+def test_hostnames_cannot_forge_log_lines_and_isc_escapes_are_utf8() -> None:
+    isc = (
+        "lease 192.0.2.7 { binding state active; ends never; hardware ethernet 02:00:00:00:00:07;\n"
+        '  client-hostname "evil\\012lease 192.0.2.9 -> 02:00:00:00:00:09 caf\\303\\251"; }\n'
+    )
+    (lease,) = parse_isc_dhcpd(isc, NOW).leases
+    assert lease.hostname == "evil?lease 192.0.2.9 -> 02:00:00:00:00:09 café"
+    kea = KEA_REAL.replace("phone-c1", "a\x1b[2Jb")
+    assert by_ip(parse_kea(kea, NOW))["192.0.2.50"].hostname == "a?[2Jb"
+
+
+def test_kea_files_read_one_after_another_and_states_other_than_default() -> None:
+    # The watcher reads lease4.csv.2 then lease4.csv: a header in the middle.
+    later = KEA_REAL.splitlines(keepends=True)[0] + KEA_RELEASE
+    assert list(by_ip(parse_kea(KEA_REAL + later, NOW))) == ["192.0.2.51"]
+    released = KEA_REAL.replace(",phone-c1,0,", ",phone-c1,3,")  # state 3: released
+    assert list(by_ip(parse_kea(released, NOW))) == ["192.0.2.51"]

@@ -269,12 +269,63 @@ def test_parse_problems_are_logged_once(one: Harness) -> None:
     assert one.map() == {"192.0.2.92": "02:00:00:00:00:01"}  # the good lines still count
 
 
-def test_garbage_never_wipes_the_map_nor_raises(one: Harness) -> None:
+@pytest.mark.parametrize("garbage", [b"\xff\xfe\x00garbage without a newline", b"rubbish\n", b"1 2 3\n4 5\n"])
+def test_garbage_never_wipes_the_map_nor_raises(one: Harness, garbage: bytes) -> None:
     one.watcher.startService()
-    one.paths["dnsmasq.leases"].write_bytes(b"\xff\xfe\x00garbage without a newline")
-    one.event("dnsmasq.leases")
-    one.clock.advance(DEBOUNCE)
+    with capturedLogs() as events:
+        one.paths["dnsmasq.leases"].write_bytes(garbage)
+        one.event("dnsmasq.leases")
+        for _ in range(3):
+            one.clock.advance(DEBOUNCE)
+        one.clock.advance(POLL)  # read again by the poll too: still not believed
+        one.event("dnsmasq.leases")
+        one.clock.advance(DEBOUNCE)
     assert one.map() == {"192.0.2.57": "02:00:00:aa:bb:cc"}
+    assert sum("no lease could be read; keeping its last 1 good leases" in m for m in messages(events)) == 1
+    # A clean read is believed again.
+    one.write("dnsmasq.leases", dnsmasq_line("192.0.2.58", "02:00:00:aa:bb:cc"))
+    one.clock.advance(DEBOUNCE)
+    assert one.map() == {"192.0.2.58": "02:00:00:aa:bb:cc"}
+
+
+KEA_HEADER = (
+    "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context\n"
+)
+
+
+def kea_row(ip: str, mac: str, lifetime: int = 3600) -> str:
+    return f"{ip},{mac},,{lifetime},{NOW + lifetime},1,0,0,,0,\n"
+
+
+def test_kea_lease_file_cleanup_keeps_the_map(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, {"lease4.csv": "kea"})
+    current = harness.paths["lease4.csv"]
+    current.write_text(
+        KEA_HEADER + kea_row("192.0.2.50", "02:00:00:00:00:01") + kea_row("192.0.2.51", "02:00:00:00:00:02")
+    )
+    harness.watcher.startService()
+    assert harness.map() == {"192.0.2.50": "02:00:00:00:00:01", "192.0.2.51": "02:00:00:00:00:02"}
+    # Kea's hourly cleanup: the file becomes .2, a new one holds the header;
+    # then a release arrives in the new file.
+    current.rename(tmp_path / "lease4.csv.2")
+    harness.write("lease4.csv", KEA_HEADER)
+    harness.clock.advance(DEBOUNCE)
+    assert harness.map() == {"192.0.2.50": "02:00:00:00:00:01", "192.0.2.51": "02:00:00:00:00:02"}
+    harness.write("lease4.csv", KEA_HEADER + kea_row("192.0.2.51", "02:00:00:00:00:02", lifetime=0))
+    harness.clock.advance(DEBOUNCE)
+    assert harness.map() == {"192.0.2.50": "02:00:00:00:00:01"}
+    # The cleanup finishes: .2 compacted into .completed, which becomes .1.
+    (tmp_path / "lease4.csv.2").rename(tmp_path / "lease4.csv.completed")
+    harness.clock.advance(POLL)
+    (tmp_path / "lease4.csv.completed").rename(tmp_path / "lease4.csv.1")
+    harness.write(
+        "lease4.csv",
+        KEA_HEADER
+        + kea_row("192.0.2.51", "02:00:00:00:00:02", lifetime=0)
+        + kea_row("192.0.2.52", "02:00:00:00:00:03"),
+    )
+    harness.clock.advance(DEBOUNCE)
+    assert harness.map() == {"192.0.2.50": "02:00:00:00:00:01", "192.0.2.52": "02:00:00:00:00:03"}
 
 
 def test_neighbour_fallback_is_off_by_default(one: Harness) -> None:

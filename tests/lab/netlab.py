@@ -562,9 +562,17 @@ class Lab:
         return DHCPServer(process, lease_file)
 
     def kea_dhcp4(
-        self, *, first: str = "192.0.2.50", last: str = "192.0.2.150", lease_time: int = 120
+        self,
+        *,
+        first: str = "192.0.2.50",
+        last: str = "192.0.2.150",
+        lease_time: int = 120,
+        lfc_interval: int = 0,
     ) -> DHCPServer:
-        """Kea (kea-dhcp4) on the gateway's LAN: memfile lease4.csv, pid and lock files in tmp, no LFC."""
+        """
+        Kea (kea-dhcp4) on the gateway's LAN: memfile lease4.csv, pid and lock
+        files in tmp; its lease file cleanup every C{lfc_interval} seconds (0: never).
+        """
         require("kea-dhcp4")
         gateway = self.gateway()
         lease_file = self.tmp / "kea-leases4.csv"
@@ -575,7 +583,7 @@ class Lab:
                     "type": "memfile",
                     "persist": True,
                     "name": str(lease_file),
-                    "lfc-interval": 0,
+                    "lfc-interval": lfc_interval,
                 },
                 "valid-lifetime": lease_time,
                 # Reclaim expired leases every second (default 10 s): they

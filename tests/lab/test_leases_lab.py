@@ -195,3 +195,28 @@ def test_neighbour_fallback_maps_a_static_client_from_the_kernel(lab) -> None:
     entry = followed.wait_until(lambda leases: "192.0.2.10" in leases, 3.0, what="the ARP entry", after=seen)
     assert entry["leases"]["192.0.2.10"]["mac"] == static.mac("eth0")
     assert entry["leases"]["192.0.2.10"]["hostname"] is None
+
+
+def test_kea_lease_file_cleanup_keeps_the_client_mapped(lab) -> None:
+    """
+    Kea's LFC moves lease4.csv aside and starts a new one with only its
+    header: the watcher reads the older files too, as Kea does.
+    """
+    server = lab.kea_dhcp4(lfc_interval=1)
+    followed = FollowedLeases(lab, "kea", server.lease_file)
+    client = lab.client("c1")
+    seen = len(followed.maps())
+    client.dhclient()
+    ip = client.address()
+    followed.wait_until(lambda leases: ip in leases, 2.0, what=f"{ip} in the watcher's map", after=seen)
+    compacted = server.lease_file.with_name(server.lease_file.name + ".1")
+    netlab.wait_for(
+        lambda: compacted.exists() and ip not in server.lease_file.read_text(),
+        15,
+        what="Kea's lease file cleanup to leave lease4.csv without the lease",
+    )
+    # Nothing is expected to change, so there is no event to wait for: give
+    # the watcher (debounce 0.1 s) a second to read the new file.
+    time.sleep(1.0)
+    assert ip in followed.latest(), followed.process.log()
+    assert "lease ended" not in followed.process.log()
