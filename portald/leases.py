@@ -27,7 +27,6 @@ import attrs
 
 from portald.clients import InvalidMAC, normalise_ip, normalise_mac
 
-
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
