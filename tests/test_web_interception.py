@@ -7,6 +7,7 @@ import re
 import pytest
 from twisted.logger import globalLogPublisher
 
+from portald.clients import EndReason
 from portald.config import DEFAULT_PROBES
 from portald.web.intercept import Answer
 
@@ -90,6 +91,20 @@ def test_a_client_without_a_lease_is_intercepted_too(harness: WebHarness, via: s
         "GET", "http://captive.apple.com/hotspot-detect.html", client_ip=STRANGER_IP, via=via
     )
     assert probe.status == 302
+
+
+@BOTH_PATHS
+def test_the_online_page_closes_a_kept_alive_connection(harness: WebHarness, via: str) -> None:
+    # The browser's next try for the site must connect anew (and so, with
+    # the DNS answer renewed, reach the site), on either path.
+    harness.table.authorize(CLIENT_MAC, ip=CLIENT_IP, method="click-through", duration=3600)
+    raw, closed = harness.raw(b"GET /news HTTP/1.1\r\nHost: example.com\r\n\r\n", via=via)
+    assert b"You are online" in raw and b"\r\nConnection: close\r\n" in raw.split(b"\r\n\r\n")[0] + b"\r\n"
+    assert closed
+    # Before signing in, the same request keeps its connection.
+    harness.table.deauthorize(CLIENT_MAC, EndReason.LOGOUT)
+    raw, closed = harness.raw(b"GET /news HTTP/1.1\r\nHost: example.com\r\n\r\n", via=via)
+    assert raw.startswith(b"HTTP/1.1 511 ") and not closed
 
 
 @BOTH_PATHS

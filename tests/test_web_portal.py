@@ -316,3 +316,15 @@ def test_a_theme_overrides_templates_and_static_files(tmp_path: Path) -> None:
     # What the theme leaves out comes from the built-in set.
     harness.table.authorize(CLIENT_MAC, ip=CLIENT_IP, method="click-through", duration=60)
     assert "Time left" in harness.request("GET", PORTAL + "/status").body
+
+
+def test_form_fields_with_bytes_that_are_not_utf8_are_read_not_a_500(harness: WebHarness) -> None:
+    token = harness.csrf()
+    body = f"csrf={quote(token)}&%ff%fe=%ff&accept=yes".encode()
+    raw, _ = harness.raw(
+        b"POST /login HTTP/1.1\r\nHost: portal.example\r\nConnection: close\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    assert raw.split(b"\r\n")[0] in (b"HTTP/1.1 200 OK", b"HTTP/1.1 303 See Other"), raw[:300]
+    assert harness.table.is_authorized(CLIENT_MAC)

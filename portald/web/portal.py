@@ -23,7 +23,7 @@ from portald.auth.limits import AttemptLimiter
 from portald.clients import AuthorizationTable, EndReason, Neighbours, normalise_ip
 from portald.config import Config
 from portald.store import StoreError
-from portald.web.intercept import NEXT, Interception
+from portald.web.intercept import NEXT, Answer, Interception
 from portald.web.pages import LandingBody, Layout, MessageBody, StatusBody, describe_duration, describe_ending
 from portald.web.security import COMMON_HEADERS, HTML, NO_STORE, PORTAL_CSP
 from portald.web.theme import Theme
@@ -246,8 +246,10 @@ class Portal:
             request.setHeader(b"Retry-After", str(int(wait) + 1).encode())
             message = f"Too many attempts. Please wait {int(wait) + 1} seconds and try again."
             return self._landing(request, ip, next_token, message, 429)
+        # Field names and values as the browser sent them, whatever bytes.
         fields = {
-            name.decode("utf-8", "replace"): _arg(request, name.decode()) or "" for name in request.args or {}
+            name.decode("utf-8", "replace"): values[0].decode("utf-8", "replace") if values else ""
+            for name, values in (request.args or {}).items()
         }
         fields.pop(CSRF, None)
         fields.pop(NEXT, None)
@@ -521,6 +523,11 @@ class InterceptedRequest(Resource):
         request.setResponseCode(response.code, response.reason)
         for name, value in response.headers:
             request.setHeader(name, value)
+        if response.answer is Answer.ONLINE:
+            # As the front door does: this connection was opened for another
+            # site before signing in; the next request must connect anew.
+            request.setHeader(b"connection", b"close")
+            request.channel.persistent = False
         return response.body
 
 
