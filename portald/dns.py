@@ -43,6 +43,7 @@ from portald.clients import AuthorizationTable, Neighbours, normalise_ip
 from portald.config import Config
 from portald.dnscache import AnswerCache, CachedAnswer
 from portald.dnswire import (
+    EDNS_FLAG_DO,
     EDNS_UDP_SIZE,
     FLAG_QR,
     FLAG_RA,
@@ -371,7 +372,10 @@ class PortalStreamProtocol(dns.DNSProtocol, TimeoutMixin):
             self.transport.loseConnection()
             return
         except Malformed as malformed:
-            self.sendString(malformed.formerr())
+            if self.factory.policy.client(self.transport.getPeer().host) is not None:
+                self.sendString(malformed.formerr())
+            else:
+                self.transport.loseConnection()  # as over UDP: no answer outside the LAN
             return
         message.size = len(data)
         try:
@@ -421,6 +425,11 @@ class PortalDNSFactory(DNSServerFactory):
 
     def messageReceived(self, message: dns.Message, proto: Any, address: Any = None) -> None:
         if message.answer:
+            return
+        source = address[0] if address is not None else proto.transport.getPeer().host
+        if self.policy.client(source) is None:
+            # Outside the LAN, whatever it asks: never an open resolver.
+            self._reply(proto, address, message, RCODE_REFUSED)
             return
         if message.opCode != dns.OP_QUERY:
             self._reply(proto, address, message, RCODE_NOTIMP)
@@ -507,7 +516,18 @@ class PortalDNSFactory(DNSServerFactory):
         )
         response.checkingDisabled = message.checkingDisabled
         response.queries = list(message.queries)
-        opt = [dns._OPTHeader(udpPayloadSize=EDNS_UDP_SIZE, extendedRCODE=extended_rcode)] if options else []
+        opt = (
+            [
+                dns._OPTHeader(
+                    udpPayloadSize=EDNS_UDP_SIZE,
+                    extendedRCODE=extended_rcode,
+                    # RFC 3225: DO is copied from the query.
+                    dnssecOK=bool(options[0].ttl & EDNS_FLAG_DO),
+                )
+            ]
+            if options
+            else []
+        )
         response.answers = list(answers)
         response.authority = list(authority)
         response.additional = list(additional) + opt

@@ -52,12 +52,18 @@ def udp_limit(edns_size: int | None) -> int:
     return max(CLASSIC_UDP_SIZE, min(edns_size, EDNS_UDP_SIZE))
 
 
-def opt_record(udp_size: int = EDNS_UDP_SIZE) -> bytes:
-    """portald's own OPT record: version 0, no flags, no options."""
-    return b"\x00" + OPT_FIXED.pack(TYPE_OPT, udp_size, 0, 0)
+# EDNS flags (the low half of the OPT's TTL): DO, "DNSSEC answer OK".
+EDNS_FLAG_DO = 0x8000
+
+
+def opt_record(udp_size: int = EDNS_UDP_SIZE, flags: int = 0) -> bytes:
+    """portald's own OPT record: version 0, no options, C{flags} (DO or nothing)."""
+    return b"\x00" + OPT_FIXED.pack(TYPE_OPT, udp_size, flags, 0)
 
 
 OUR_OPT = opt_record()
+# RFC 3225: the DO bit of a query is copied into its response.
+OUR_OPT_DO = opt_record(flags=EDNS_FLAG_DO)
 
 
 class SimpleQuery:
@@ -73,14 +79,24 @@ class SimpleQuery:
     rather than a frozen attrs one: it is made on the fast path.)
     """
 
-    __slots__ = ("flags", "question", "name", "qtype", "edns_size", "redirect")
+    __slots__ = ("flags", "question", "name", "qtype", "edns_size", "opt", "redirect")
 
-    def __init__(self, flags: int, question: bytes, name: bytes, qtype: int, edns_size: int | None) -> None:
+    def __init__(
+        self,
+        flags: int,
+        question: bytes,
+        name: bytes,
+        qtype: int,
+        edns_size: int | None,
+        opt: bytes = OUR_OPT,
+    ) -> None:
         self.flags = flags
         self.question = question
         self.name = name
         self.qtype = qtype
         self.edns_size = edns_size
+        # The OPT the answer carries, when the query had one.
+        self.opt = opt
         self.redirect: bytes | None = None
 
     def __repr__(self) -> str:
@@ -116,7 +132,10 @@ def parse_simple_query(data: bytes) -> SimpleQuery | None:
         offset = start + length
         if offset >= size:
             return None
-        labels.append(data[start:offset])
+        label = data[start:offset]
+        if b"." in label:
+            return None  # a dot inside a label: the name is not its dotted text
+        labels.append(label)
         length = data[offset]
     offset += 1
     if offset > 267 or offset + 4 > size:  # a name of at most 255 bytes
@@ -127,6 +146,7 @@ def parse_simple_query(data: bytes) -> SimpleQuery | None:
         return None
     question = data[12:offset]
     edns_size = None
+    opt = OUR_OPT
     if arcount:
         # The OPT: root name, type 41, version 0, options that fit exactly.
         if offset + 11 > size or data[offset] != 0:
@@ -134,13 +154,15 @@ def parse_simple_query(data: bytes) -> SimpleQuery | None:
         rtype, edns_size, extended, rdlength = OPT_FIXED.unpack_from(data, offset + 1)
         if rtype != TYPE_OPT or extended & 0xFFFF0000:
             return None
+        if extended & EDNS_FLAG_DO:
+            opt = OUR_OPT_DO
         offset += 11
         if not _options_fit(data, offset, rdlength):
             return None
         offset += rdlength
     if offset != size:
         return None
-    return SimpleQuery(flags, question, b".".join(labels).lower(), qtype, edns_size)
+    return SimpleQuery(flags, question, b".".join(labels).lower(), qtype, edns_size, opt)
 
 
 def _options_fit(data: bytes, offset: int, rdlength: int) -> bool:
@@ -177,7 +199,7 @@ def build_answer(query: SimpleQuery, flags: int, counts: tuple[int, int, int], b
     answers, authority, additional = counts
     if query.edns_size is not None:
         additional += 1
-        body += OUR_OPT
+        body += query.opt
     return ANSWER_HEADER.pack(flags, 1, answers, authority, additional) + query.question + body
 
 

@@ -12,6 +12,7 @@ from twisted.internet.address import IPv4Address
 from twisted.names import dns
 
 from portald.clients import EndReason
+from portald.dnswire import parse_simple_query
 from tests.dns_fakes import (
     CLIENT,
     CLIENT_MAC,
@@ -324,6 +325,15 @@ def test_an_ipv4_mapped_source_inside_the_lan_is_answered(dns_server: Harness) -
 
 def test_garbage_from_outside_is_dropped_not_answered(dns_server: Harness) -> None:
     assert dns_server.send(b"\x12\x34\x01\x00\x00\x01" + b"\x00" * 6, OUTSIDER) == []
+    protocol, transport = tcp_connection(dns_server, OUTSIDER)
+    protocol.dataReceived(framed(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07exam"))
+    assert transport.value() == b"" and transport.disconnecting
+
+
+def test_other_opcodes_from_outside_are_refused_too(dns_server: Harness) -> None:
+    message = dns.Message(id=8, opCode=dns.OP_NOTIFY)
+    message.queries = [dns.Query("a.example", dns.SOA)]
+    assert dns_server.ask(message.toStr(), OUTSIDER).rCode == dns.EREFUSED
 
 
 @pytest.mark.parametrize(
@@ -374,6 +384,34 @@ def test_edns_gets_one_clean_opt_back(dns_server: Harness) -> None:
     assert opt.name.name == b"" and opt.cls == 1232 and opt.ttl == 0  # version 0, no DO, no ext rcode
     assert addresses(answer) == [PORTAL]
     assert opt_of(dns_server.ask(query("a.example"))) == []
+
+
+@pytest.mark.parametrize("authorized", [False, True])
+def test_the_do_bit_is_copied_on_both_paths(dns_server: Harness, authorized: bool) -> None:
+    # RFC 3225 section 3: the DO bit of the query is copied in the response.
+    if authorized:
+        dns_server.authorize()
+        forward_and_answer(dns_server, "signed.example", "203.0.113.7")
+    name = "signed.example" if authorized else "a.example"
+    for qtype in (dns.A, dns.MX):  # the fast path, and the full path
+        message = dns.Message(id=9, recDes=1, maxSize=0)
+        message.queries = [dns.Query(name, qtype)]
+        message.additional = [dns._OPTHeader(udpPayloadSize=1232, dnssecOK=True)]
+        if qtype == dns.MX and authorized:
+            continue  # would go upstream
+        [opt] = opt_of(dns_server.ask(message.toStr()))
+        assert dns._OPTHeader.fromRRHeader(opt).dnssecOK
+    [opt] = opt_of(dns_server.ask(query(name, edns=1232)))
+    assert not dns._OPTHeader.fromRRHeader(opt).dnssecOK
+
+
+def test_a_dot_inside_a_label_takes_the_full_path(dns_server: Harness) -> None:
+    # The label "a.b" then "example": its dotted text would read as three
+    # labels, which the fast path's answers (compressed against the name)
+    # would misplace.  The full path answers it.
+    odd = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03a.b\x07example\x00\x00\x01\x00\x01"
+    assert parse_simple_query(odd) is None
+    assert addresses(dns_server.ask(odd)) == [PORTAL]
 
 
 def test_an_unknown_edns_version_gets_badvers(dns_server: Harness) -> None:
