@@ -3,14 +3,31 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+VENV_OK := $(VENV)/.venv-ok
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test unit lab lab-packages lint bench clean
 
-# The virtual environment, with portald installed editable and the test tools.
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# The virtual environment itself.  A venv that Debian's python3 made without
+# its python3-venv package has no pip: start again, and say what is missing.
+$(VENV_OK):
+	@if ! test -x $(BIN)/pip; then \
+		rm -rf $(VENV); \
+		$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+			echo "make: '$(PYTHON) -m venv' failed; on Debian or Raspberry Pi OS: sudo apt-get install python3-venv" >&2; \
+			exit 1; }; \
+	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	touch $@
+
+# portald, installed editable.
+$(STAMP): pyproject.toml $(VENV_OK)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# ... and the test tools (pytest, hypothesis, ruff, Playwright for the lab's browser).
+$(TEST_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -22,26 +39,26 @@ run: $(STAMP)
 # The whole suite, lab included (as root, the lab's Debian packages are
 # installed first when missing; without root the lab tests skip, except
 # under CI=true, where a skip is a failure).
-test: $(STAMP) lab-packages
+test: $(TEST_STAMP) lab-packages
 	$(BIN)/python -m pytest
 
 # Unit tests only: no root, no network namespaces.
-unit: $(STAMP)
+unit: $(TEST_STAMP)
 	$(BIN)/python -m pytest -m 'not lab'
 
 # A guest's whole visit, narrated, in the network lab (as root): DHCP, the
 # portal, the probes, signing in, online; then Chromium does the same.  The
 # lab is torn down afterwards.
-lab: $(STAMP) lab-packages
+lab: $(TEST_STAMP) lab-packages
 	$(BIN)/python -m pytest tests/lab/test_guest.py tests/lab/test_browser.py -s -q -p no:cacheprovider -k 'scenario1 or browser'
 
 lab-packages:
 	@sh tests/lab/install-packages.sh
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	@test -d bench && for script in bench/*; do [ -x "$$script" ] && [ -f "$$script" ] && PATH="$(abspath $(BIN)):$$PATH" "$$script"; done; true
 
 clean:
