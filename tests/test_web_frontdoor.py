@@ -108,3 +108,37 @@ def test_a_handed_over_connection_gets_its_close_forwarded() -> None:
     assert harness.clock.getDelayedCalls()  # twisted.web's idle timeout
     protocol.connectionLost(Failure(ConnectionDone()))
     assert harness.clock.getDelayedCalls() == []
+
+
+class _Socket:
+    """The socket under a transport: takes at most C{room} bytes per send, then would block."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.sent = b""
+
+    def send(self, data: bytes) -> int:
+        if self.room <= 0:
+            raise BlockingIOError()
+        taken = data[: self.room]
+        self.room -= len(taken)
+        self.sent += taken
+        return len(taken)
+
+
+def test_kept_alive_answers_go_straight_to_the_socket_and_the_rest_in_order() -> None:
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    harness = WebHarness()
+    sock = _Socket(room=1000)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", CLIENT_IP, 40000))
+    transport.socket = sock  # what a real TCP transport has
+    protocol = harness.web.factory.buildProtocol(IPv4Address("TCP", CLIENT_IP, 40000))
+    protocol.makeConnection(transport)
+    protocol.dataReceived(PAGE)  # a 511 of more than 1000 bytes: the socket takes 1000
+    assert len(sock.sent) == 1000 and transport.value()
+    protocol.dataReceived(PAGE)  # the rest waits in the transport: this one must follow it
+    replies = parse_replies(sock.sent + transport.value())
+    assert [r.status for r in replies] == [511, 511]
+    assert not transport.disconnecting

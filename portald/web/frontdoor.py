@@ -12,6 +12,8 @@ then owns the connection.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
@@ -35,12 +37,19 @@ class FrontDoor(Protocol):
         self._client_ip = client_ip
         self._buffer = b""
         self._delegate: Protocol | None = None
+        self._socket: Any = None
         self._closing = False
         # Set by each read, cleared by the idle sweep.
         self.active = True
 
     def connectionMade(self) -> None:
         self.factory.connections.add(self)
+        # The socket itself, while nothing waits in the transport's buffer:
+        # an answer on a kept-alive connection then goes out at once, without
+        # a trip through the reactor's writer registration (2.5 times the
+        # requests per second).  Transports without one (TLS, tests) are
+        # written to.
+        self._socket = getattr(self.transport, "socket", None)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self.factory.connections.discard(self)
@@ -111,11 +120,33 @@ class FrontDoor(Protocol):
             # another site before signing in: close it, or its next request
             # for that site (the "Continue" link) comes back here again.
             keep_alive = False
-        self.transport.write(self.factory.serialize(response, method == b"HEAD", keep_alive))
-        if not keep_alive:
+        data = self.factory.serialize(response, method == b"HEAD", keep_alive)
+        if keep_alive:
+            self._write(data)
+        else:
+            # Through the transport, which closes once it is written (sending
+            # it straight and then closing was measured slower).
+            self.transport.write(data)
             self._closing = True
             self.transport.loseConnection()
         return True
+
+    def _write(self, data: bytes) -> None:
+        sock = self._socket
+        if sock is not None:
+            try:
+                sent = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                # The peer is gone: the transport finds out and closes.
+                sent = 0
+            if sent == len(data):
+                return
+            # From now on the transport's buffer holds the order.
+            self._socket = None
+            data = data[sent:]
+        self.transport.write(data)
 
     def _hand_over(self, buffer: bytes) -> None:
         self._buffer = b""
@@ -145,6 +176,9 @@ class FrontDoorFactory(Factory):
         self._sweeper: LoopingCall | None = None
         self._date_second = -1
         self._date = b""
+        # This second's header tails, by (body length, keep-alive).
+        self._tails: dict[tuple[int, bool], bytes] = {}
+        self._tails_date = b""
 
     def buildProtocol(self, addr: IAddress) -> FrontDoor:
         host: str = addr.host  # type: ignore[attr-defined]
@@ -179,11 +213,20 @@ class FrontDoorFactory(Factory):
         return self._date
 
     def serialize(self, response: Response, head_only: bool, keep_alive: bool) -> bytes:
-        tail = b"Date: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n" % (
-            self._date_header(),
-            len(response.body),
-            b"keep-alive" if keep_alive else b"close",
-        )
+        date = self._date_header()
+        key = (len(response.body), keep_alive)
+        tail = self._tails.get(key) if self._tails_date is date else None
+        if tail is None:
+            if self._tails_date is not date:
+                self._tails.clear()
+                self._tails_date = date
+            tail = b"Date: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n" % (
+                date,
+                key[0],
+                b"keep-alive" if keep_alive else b"close",
+            )
+            if len(self._tails) < 64:
+                self._tails[key] = tail
         if head_only:
             return response.wire_head + tail
         return response.wire_head + tail + response.body

@@ -101,6 +101,8 @@ class Interception:
         self._portal_host_memo: dict[bytes, bool] = {}
         self._links: dict[tuple[str, str], str] = {}
         self._links_second = -1
+        self._answers: dict[tuple[str, bytes, bytes], tuple[str | None, Response]] = {}
+        self._answers_second = -1
         self._network_auth = Prerendered(
             theme.loader("network-auth"), {"venue": portal.venue}, ["portal_link"]
         )
@@ -150,9 +152,9 @@ class Interception:
 
     def answer(self, client_ip: str, method: bytes, host_header: bytes, target: bytes) -> Response:
         """The answer to C{method target} with C{Host: host_header} from C{client_ip}."""
-        url = original_url(host_header, target)
         mac = self._neighbours.mac_for(client_ip)
         if self._table.is_authorized(mac):
+            url = original_url(host_header, target)
             response = Response(
                 Answer.ONLINE,
                 200,
@@ -161,7 +163,30 @@ class Interception:
                 self._online.render({"destination": url or self.portal_url + "status"}),
                 _ONLINE_HEAD,
             )
-        elif url is not None and self._is_probe_url(url):
+        else:
+            url, response = self._captive_answer(client_ip, host_header, target)
+        self.counts[response.answer] += 1
+        self.log.record(client_ip, mac, method, url, host_header + target, response.answer.value)
+        return response
+
+    def _captive_answer(
+        self, client_ip: str, host_header: bytes, target: bytes
+    ) -> tuple[str | None, Response]:
+        """
+        The 302 or 511 for a client that has not signed in.  Probes and apps
+        ask the same URL over and over: the answer is kept for the rest of
+        the second (its portal link is signed per second anyway).
+        """
+        second = int(self._clock.seconds())
+        if second != self._answers_second:
+            self._answers.clear()
+            self._answers_second = second
+        key = (client_ip, host_header, target)
+        known = self._answers.get(key)
+        if known is not None:
+            return known
+        url = original_url(host_header, target)
+        if url is not None and self._is_probe_url(url):
             link = self.portal_link(client_ip, url).encode("ascii")
             response = Response(
                 Answer.PROBE_REDIRECT,
@@ -176,15 +201,9 @@ class Interception:
             response = Response(
                 Answer.NETWORK_AUTH, 511, NETWORK_AUTHENTICATION_REQUIRED, _HEADERS, body, _NETWORK_AUTH_HEAD
             )
-        self.counts[response.answer] += 1
-        self.log.record(
-            client_ip,
-            mac,
-            method.decode("ascii", "replace"),
-            url or repr(host_header + target)[1:],
-            response.answer.value,
-        )
-        return response
+        if len(self._answers) < 1024:
+            self._answers[key] = (url, response)
+        return url, response
 
     def _is_probe_url(self, url: str) -> bool:
         # url is http://host[:port]/path[?query], built by original_url.

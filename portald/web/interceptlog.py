@@ -24,7 +24,8 @@ class _Quiet:
     mac: str
     count: int = 0
     answers: Counter[str] = attrs.field(factory=Counter)
-    latest: str = ""
+    # (method, url or None, host + target): formatted only when logged.
+    latest: tuple[bytes, str | None, bytes] = (b"", None, b"")
 
 
 class InterceptLog:
@@ -34,17 +35,23 @@ class InterceptLog:
         self._quiet: dict[str, _Quiet] = {}
         self._flush_call: IDelayedCall | None = None
 
-    def record(self, ip: str, mac: str | None, method: str, url: str, answer: str) -> None:
+    def record(
+        self, ip: str, mac: str | None, method: bytes, url: str | None, requested: bytes, answer: str
+    ) -> None:
+        """
+        One intercepted request: C{url} as portald understood it, or (when
+        it did not) the C{requested} Host and target as they came.
+        """
         quiet = self._quiet.get(ip)
         if quiet is not None:
             quiet.count += 1
             quiet.answers[answer] += 1
-            quiet.latest = f"{method} {url}"
+            quiet.latest = (method, url, requested)
             return
         log.info(
             "intercepted {method} {url} from {ip} ({mac}): {answer}",
-            method=method,
-            url=url,
+            method=method.decode("ascii", "replace"),
+            url=_shown(url, requested),
             ip=ip,
             mac=mac or "no lease",
             answer=answer,
@@ -67,6 +74,10 @@ class InterceptLog:
                     mac=quiet.mac,
                     window=self._window,
                     answers=", ".join(f"{n}× {answer}" for answer, n in quiet.answers.most_common()),
-                    latest=quiet.latest,
+                    latest=f"{quiet.latest[0].decode('ascii', 'replace')} {_shown(*quiet.latest[1:])}",
                 )
         self._quiet.clear()
+
+
+def _shown(url: str | None, requested: bytes) -> str:
+    return url or repr(requested)[1:]
