@@ -273,13 +273,16 @@ def ruleset(
         ),
         _chain(
             "to_clients",
-            "what comes back: counted for signed-in clients",
+            "what comes back to clients: only answers to what they opened",
             [
-                "ip daddr @bytes_to_client4",
-                "ip6 daddr @bytes_to_client6",
-                "ct state established,related accept",
+                "ct state established,related goto answers",
                 'drop comment "nothing outside opens connections to clients"',
             ],
+        ),
+        _chain(
+            "answers",
+            "count an answer for a signed-in client, then let it in",
+            ["ip daddr @bytes_to_client4", "ip6 daddr @bytes_to_client6", "accept"],
         ),
     ]
     return (
