@@ -135,6 +135,18 @@ def parse_name(node: Node) -> str:
     return value
 
 
+def parse_interface(node: Node) -> str:
+    """A network interface name as Linux allows it (wlan0, br-lan, eth0.100)."""
+    value = node.scalar()
+    if (
+        not isinstance(value, str)
+        or not re.fullmatch(r"[A-Za-z0-9_.@-]{1,15}", value)
+        or value in (".", "..")
+    ):
+        raise node.error("an interface name of at most 15 letters, digits, '.', '-', '_' or '@'")
+    return value
+
+
 def parse_bool(node: Node) -> bool:
     value = node.scalar()
     if not isinstance(value, bool):
@@ -422,7 +434,7 @@ class PortalSettings:
     hostname: str = setting(parse_hostname, "portal.example")
     venue: str = setting(parse_text, "Guest Wi-Fi")
     terms: str = setting(parse_text, "Be kind to the network and to each other.")
-    interface: str = setting(parse_name, "wlan0")
+    interface: str = setting(parse_interface, "wlan0")
 
 
 DEFAULT_WALLED_GARDEN: tuple[str, ...] = ()

@@ -12,6 +12,7 @@ tests check that both paths give the same answers.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 HEADER = struct.Struct("!HHHHHH")
 ANSWER_HEADER = struct.Struct("!HHHHH")  # the header after the ID
@@ -74,12 +75,13 @@ class SimpleQuery:
     C{question} is the question section exactly as the client sent it (so an
     answer echoes the client's spelling, 0x20 case randomisation included);
     C{name} is the question name, lower-cased, labels joined by dots, the
-    same spelling twisted.names gives a L{Name}.  C{redirect} is left for
-    the fast path to keep this query's redirect answer in.  (A slotted class
+    same spelling twisted.names gives a L{Name}.  C{redirect} and
+    C{forwarded} are left for the fast path to keep this query's last
+    answers in.  (A slotted class
     rather than a frozen attrs one: it is made on the fast path.)
     """
 
-    __slots__ = ("flags", "question", "name", "qtype", "edns_size", "opt", "redirect")
+    __slots__ = ("flags", "question", "name", "qtype", "edns_size", "opt", "redirect", "forwarded")
 
     def __init__(
         self,
@@ -98,6 +100,8 @@ class SimpleQuery:
         # The OPT the answer carries, when the query had one.
         self.opt = opt
         self.redirect: bytes | None = None
+        # (cache entry, seconds since stored, answer) of its last forwarded answer.
+        self.forwarded: tuple[Any, int, bytes] | None = None
 
     def __repr__(self) -> str:
         return f"SimpleQuery(name={self.name!r}, qtype={self.qtype}, edns_size={self.edns_size})"

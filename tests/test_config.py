@@ -246,3 +246,15 @@ def test_codes_and_names_stay_as_written() -> None:
     assert config.auth.codes == ("0123", "12:30", "1_000", "42", "007")
     venue = parse_config(MINIMAL.replace("portal:\n", "portal:\n  venue: 1.10\n"), "test.yaml")
     assert venue.portal.venue == "1.10"
+
+
+@pytest.mark.parametrize("name", ["wlan0", "br-lan", "eth0.100", "wlp2s0"])
+def test_interface_names_as_linux_allows_them(name: str) -> None:
+    text = MINIMAL.replace("portal:\n", f"portal:\n  interface: {name}\n")
+    assert parse_config(text, "test.yaml").portal.interface == name
+
+
+@pytest.mark.parametrize("name", ["'wlan 0'", "a-name-longer-than-15", "'..'", "'eth0\"'"])
+def test_interface_names_linux_would_refuse(name: str) -> None:
+    error = error_for(MINIMAL.replace("portal:\n", f"portal:\n  interface: {name}\n"))
+    assert error.key == "portal.interface" and "interface name" in str(error)

@@ -174,9 +174,15 @@ def test_authorized_is_forwarded_then_cached(dns_server: Harness) -> None:
     cached = dns_server.ask(query("WWW.example.com", id=100))
     assert cached.id == 100 and addresses(cached) == ["203.0.113.5"] and cached.answers[0].ttl == 200
     assert cached.queries[0].name.name == b"WWW.example.com"
+    # The same query again: within the second, and a second later.
+    again = dns_server.ask(query("WWW.example.com", id=101))
+    assert again.id == 101 and again.answers[0].ttl == 200
+    dns_server.reactor.advance(1)
+    later = dns_server.ask(query("WWW.example.com", id=102))
+    assert later.id == 102 and later.answers[0].ttl == 199
     assert len(dns_server.upstream_queries()) == 1
     # Expired: asked again.
-    dns_server.reactor.advance(200)
+    dns_server.reactor.advance(199)
     dns_server.send(query("www.example.com"))
     assert len(dns_server.upstream_queries()) == 2
 
