@@ -78,15 +78,38 @@ class ActivityTracker:
 
 @attrs.define
 class Usage:
-    """One session's traffic, as far as the samples tell."""
+    """
+    One session's traffic, as far as the samples tell: the counters since
+    C{baseline}, plus what was C{carried} over from before a counter reset.
+    """
 
     baseline: tuple[int, int]
     last_seen: tuple[int, int]
     last_active: float
+    carried: tuple[int, int] = (0, 0)
 
     @property
     def bytes(self) -> tuple[int, int]:
-        return (self.last_seen[0] - self.baseline[0], self.last_seen[1] - self.baseline[1])
+        return (
+            self.carried[0] + self.last_seen[0] - self.baseline[0],
+            self.carried[1] + self.last_seen[1] - self.baseline[1],
+        )
+
+    def follow(self, seen: tuple[int, int]) -> None:
+        """
+        Take a new reading.  A counter lower than last time was reset (the
+        firewall re-created its element): what it had counted is carried
+        over, so a reset never hands out a fresh quota.
+        """
+        carried = list(self.carried)
+        baseline = list(self.baseline)
+        for i in (0, 1):
+            if seen[i] < self.last_seen[i]:
+                carried[i] += self.last_seen[i] - self.baseline[i]
+                baseline[i] = 0
+        self.carried = (carried[0], carried[1])
+        self.baseline = (baseline[0], baseline[1])
+        self.last_seen = seen
 
 
 @implementer(IAuthorizationObserver)
@@ -171,11 +194,9 @@ class SessionLimits(Service):
                 # to end the session.
                 usage.last_active = now
                 continue
-            if seen[0] < usage.baseline[0] or seen[1] < usage.baseline[1]:
-                usage.baseline = (0, 0)  # the counter was reset
             if seen != usage.last_seen:
                 usage.last_active = now
-                usage.last_seen = seen
+                usage.follow(seen)
             self._enforce(session, usage, now)
 
     def _enforce(self, session: Session, usage: Usage, now: float) -> None:

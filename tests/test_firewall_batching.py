@@ -331,6 +331,31 @@ def test_a_client_back_with_another_address_has_its_old_counter_removed() -> Non
     assert text.rstrip().endswith("add element inet portald bytes_to_client4 { 192.0.2.11 }")
 
 
+def test_an_address_handed_on_to_another_signed_in_device_keeps_its_counter() -> None:
+    # MAC1 signed in at .10, then got another address; MAC2 got .10 and
+    # signed in.  MAC1's logout must not take MAC2's counter or connections.
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.authorize(MAC2, "192.0.2.10")
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    h.clock.advance(0)
+    for flush in h.conntrack_running():
+        flush.finish(0)
+    h.table.deauthorize(MAC1, EndReason.LOGOUT)
+    h.clock.advance(0.1)
+    batch = h.only_nft()
+    assert "bytes_to_client4" not in batch.text and MAC1 in batch.text
+    batch.finish(0)
+    h.clock.advance(0)
+    assert h.conntrack_running() == []
+    # MAC2's own end removes it, and flushes.
+    h.table.deauthorize(MAC2, EndReason.LOGOUT)
+    h.clock.advance(0.1)
+    assert "delete element inet portald bytes_to_client4 { 192.0.2.10 }" in h.only_nft().text
+
+
 def test_walled_garden_answers_open_addresses_for_their_ttl() -> None:
     h = Harness(FULL_YAML)
     h.started()

@@ -196,3 +196,22 @@ def test_activity_tracker_counts_portald_own_traffic(
     clock.advance(30)
     assert endings.reasons == {MAC: EndReason.IDLE}
     limits.stopService()
+
+
+def test_a_counter_reset_carries_the_usage_over_per_direction(
+    table: AuthorizationTable, kernel: KernelCounters, clock: Clock, limits: SessionLimits
+) -> None:
+    table.authorize(MAC, ip="192.0.2.10", method="click-through", duration=3600, quota_bytes=10_000)
+    kernel.counters[MAC] = (1000, 4000)
+    clock.advance(10)
+    assert limits.usage(MAC) == (1000, 4000)
+    kernel.counters[MAC] = (1500, 300)  # only the download counter was re-created
+    clock.advance(10)
+    assert limits.usage(MAC) == (1500, 4300)
+    kernel.counters[MAC] = (1600, 900)
+    clock.advance(10)
+    assert limits.usage(MAC) == (1600, 4900)
+    assert table.is_authorized(MAC)
+    kernel.counters[MAC] = (1600, 9000)
+    clock.advance(10)
+    assert not table.is_authorized(MAC)  # 1600 + 4000 + 9000 over 10 000

@@ -173,8 +173,9 @@ class NftablesFirewall(Service):
         self._installed[session.mac] = session
         lines: list[str] = []
         new_ip = _ip(session.ip)
-        if previous is not None and previous.ip != session.ip and _ip(previous.ip) is not None:
-            lines += ruleset.forget_counter(self.plan, _ip(previous.ip))  # type: ignore[arg-type]
+        old_ip = _ip(previous.ip) if previous is not None and previous.ip != session.ip else None
+        if old_ip is not None and not self._counted_for_another(previous.ip, session.mac):  # type: ignore[union-attr]
+            lines += ruleset.forget_counter(self.plan, old_ip)
         lines += ruleset.grant(self.plan, session.mac, new_ip, self._timeout(session))
         # A new login's connections were intercepted before it: flush them.
         # A session restored at start (older than this run) keeps its own.
@@ -188,11 +189,19 @@ class NftablesFirewall(Service):
     def session_ended(self, session: Session, reason: EndReason) -> None:
         self._installed.pop(session.mac, None)
         ip = _ip(session.ip)
+        if ip is not None and self._counted_for_another(session.ip, session.mac):
+            # Its old address now belongs to another signed-in device: that
+            # device's counter and connections are left alone.
+            ip = None
         # Flushing after the revoke makes its open connections fail at once
         # (reset by the portal) instead of hanging.
         self._enqueue(
             _Change(tuple(ruleset.revoke(self.plan, session.mac, ip)), flush=(session.ip,) if ip else ())
         )
+
+    def _counted_for_another(self, ip: str, mac: str) -> bool:
+        """Whether another signed-in device's traffic is counted at C{ip}."""
+        return any(other.ip == ip and other.mac != mac for other in self._installed.values())
 
     def _timeout(self, session: Session) -> float | None:
         return session.remaining(self._clock.seconds())
