@@ -181,10 +181,17 @@ class SessionStore:
     # --- restore at start ---
 
     def open_sessions(self) -> list[Session]:
-        rows = self._db.execute(
-            "SELECT mac, ip, method, user, started, expires, idle_timeout, quota_bytes "
-            "FROM sessions WHERE ended IS NULL ORDER BY id"
-        ).fetchall()
+        try:
+            rows = self._db.execute(
+                "SELECT mac, ip, method, user, started, expires, idle_timeout, quota_bytes "
+                "FROM sessions WHERE ended IS NULL ORDER BY id"
+            ).fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(
+                f"the session database {self.path} cannot be read ({e}). portald will not start over it, "
+                "so as not to lose the sessions it may hold: restore it from a backup, or move it aside "
+                f"(mv {self.path} {self.path}.broken) to start with no sessions"
+            ) from None
         return [
             Session(
                 mac=mac,
@@ -212,7 +219,12 @@ class SessionStore:
                     mac=session.mac,
                     ip=session.ip,
                 )
-                self._close(session.mac, session.expires, EndReason.EXPIRED, None)
+                try:
+                    self._close(session.mac, session.expires, EndReason.EXPIRED, None)
+                except StoreError:
+                    # A full or read-only disk: the row stays open, and is
+                    # closed at a later start; the session is not restored.
+                    pass
             else:
                 live.append(session)
         return live

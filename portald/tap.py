@@ -77,6 +77,9 @@ class PortalService(MultiService):
         # cannot be read stops portald with a message instead of starting
         # it with an empty table.
         self.store = SessionStore.open(config.state.database)
+        # Read now too, so that a database that cannot be read stops portald
+        # with its message before it starts; put in the table at start.
+        self._to_restore = self.store.restorable(reactor.seconds())
         self.table = AuthorizationTable(reactor, journal=self.store)
         self.table.add_observer(SessionLog())
         self.neighbours = Neighbours()
@@ -133,7 +136,7 @@ class PortalService(MultiService):
         if self._restored:
             return
         self._restored = True
-        sessions = self.store.restorable(self.reactor.seconds())
+        sessions, self._to_restore = self._to_restore, []
         for session in sessions:
             self.table.restore(session)
         if sessions:

@@ -58,3 +58,19 @@ def test_unreadable_database_stops_portald_before_it_starts(tmp_path: Path) -> N
         makeService(options)
     assert str(caught.value).startswith(f"portald: the session database {database} cannot be read")
     assert database.read_bytes() == b"\x00garbage" * 1000
+
+
+def test_a_database_without_its_sessions_table_stops_portald_with_a_message(tmp_path: Path) -> None:
+    import sqlite3
+
+    config_path = write_config(tmp_path)
+    config = load_config(config_path)
+    build_service(config, UDPMemoryReactor()).store.close()  # a database of the current schema
+    database = tmp_path / "state" / "sessions.sqlite3"
+    with sqlite3.connect(database) as db:
+        db.execute("DROP TABLE sessions")
+    options = Options()
+    options.parseOptions(["--config", str(config_path)])
+    with pytest.raises(SystemExit) as caught:
+        makeService(options)
+    assert str(caught.value).startswith(f"portald: the session database {database} cannot be read")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 
 from portald.clients import AuthorizationTable, EndReason, Session
 from portald.store import SCHEMA_VERSION, SessionStore, StoreError, export
@@ -195,6 +196,24 @@ def test_restore_drops_only_what_expired(path: Path, clock: Clock) -> None:
     store = SessionStore.open(path)
     assert [s.mac for s in store.restorable(clock.seconds())] == [MAC]
     assert Session(MAC, "192.0.2.10", "click-through", 1_700_000_000, None) in store.open_sessions()
+
+
+def test_expired_sessions_that_cannot_be_closed_are_left_for_a_later_start(path: Path, clock: Clock) -> None:
+    table, store = table_with_store(path, clock)
+    table.authorize(MAC, ip="192.0.2.10", method="click-through", duration=60)
+    table.authorize(OTHER, ip="192.0.2.11", method="click-through", duration=None)
+    store.close()
+    clock.advance(600)
+    # A database that cannot be written (a read-only or full disk): the
+    # expired row cannot be closed; start goes on without it, no error.
+    read_only = SessionStore.open_read_only(path)
+    with capturedLogs():
+        assert [s.mac for s in read_only.restorable(clock.seconds())] == [OTHER]
+    read_only.close()
+    store = SessionStore.open(path)
+    assert {s.mac for s in store.open_sessions()} == {MAC, OTHER}  # closed later
+    assert [s.mac for s in store.restorable(clock.seconds())] == [OTHER]
+    assert [s.mac for s in store.open_sessions()] == [OTHER]
 
 
 def test_export_command(path: Path, clock: Clock, capsys: pytest.CaptureFixture[str]) -> None:
