@@ -171,3 +171,13 @@ def test_intercepted_requests_are_counted_and_logged(harness: WebHarness, via: s
         len(summary) == 1 and summary[0]["count"] == 2 and "http://connectivitycheck" in summary[0]["latest"]
     )
     assert harness.clock.getDelayedCalls() == []
+
+
+def test_the_intercepted_requests_are_counted_for_the_log(harness: WebHarness) -> None:
+    assert harness.web.interception.summary() == "no request intercepted"
+    harness.request("GET", "http://example.com/")
+    harness.request("GET", "http://example.com/other", via="site")
+    harness.request("GET", "http://connectivitycheck.gstatic.com/generate_204")
+    assert harness.web.interception.summary() == (
+        "3 requests intercepted: 2× 511 Network Authentication Required, 1× 302 to the portal (probe)"
+    )

@@ -205,6 +205,14 @@ class Interception:
             self._answers[key] = (url, response)
         return url, response
 
+    def summary(self) -> str:
+        """The intercepted requests so far, by answer, for the log."""
+        total = sum(self.counts.values())
+        if not total:
+            return "no request intercepted"
+        parts = ", ".join(f"{n}× {answer.value}" for answer, n in self.counts.most_common())
+        return f"{total} requests intercepted: {parts}"
+
     def _is_probe_url(self, url: str) -> bool:
         # url is http://host[:port]/path[?query], built by original_url.
         rest = url[7:]

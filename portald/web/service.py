@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.application.internet import TCPServer
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.web.server import Site
 
 from portald.auth import authenticator_for
@@ -17,6 +18,8 @@ from portald.web.intercept import Interception
 from portald.web.portal import LastEnding, Portal, PortalRoot, Usage
 from portald.web.theme import Theme
 from portald.web.tokens import Signer
+
+log = Logger()
 
 # How long twisted.web keeps a quiet connection (its default is 12 hours).
 CHANNEL_TIMEOUT = 30
@@ -74,6 +77,7 @@ class HTTPService(TCPServer):
     def stopService(self) -> Any:
         result = super().stopService()
         self.web.interception.log.flush()
+        log.info("since start: {summary}", summary=self.web.interception.summary())
         return result
 
 
