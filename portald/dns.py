@@ -61,6 +61,7 @@ from portald.dnswire import (
     SimpleQuery,
     address_record,
     build_answer,
+    first_name_has_dotted_label,
     parse_simple_query,
     response_flags,
     udp_limit,
@@ -288,6 +289,11 @@ def decode_query(data: bytes) -> dns.Message:
         raise Malformed(query_id, flags) from None
     parsed = [len(message.queries), len(message.answers), len(message.authority), len(message.additional)]
     if parsed != counts or stream.tell() != len(data):
+        raise Malformed(query_id, flags)
+    if message.queries and first_name_has_dotted_label(data):
+        # Answered under another name (twisted.names joins labels with
+        # dots) it would be dropped by the client, or worse, be cached as
+        # that other name's answer: FORMERR.
         raise Malformed(query_id, flags)
     return message
 

@@ -169,6 +169,22 @@ def parse_simple_query(data: bytes) -> SimpleQuery | None:
     return SimpleQuery(flags, question, b".".join(labels).lower(), qtype, edns_size, opt)
 
 
+def first_name_has_dotted_label(data: bytes) -> bool:
+    """
+    Whether the first question's name has a label with a '.' in it, which
+    no dotted text (twisted.names' nor the cache's) can carry faithfully.
+    """
+    offset = 12
+    while offset < len(data):
+        length = data[offset]
+        if length == 0 or length > 63:  # the end, or a pointer: not in a question
+            return False
+        if b"." in data[offset + 1 : offset + 1 + length]:
+            return True
+        offset += 1 + length
+    return False
+
+
 def _options_fit(data: bytes, offset: int, rdlength: int) -> bool:
     """Whether the EDNS options in C{rdlength} bytes at C{offset} are well formed."""
     end = offset + rdlength

@@ -407,17 +407,25 @@ def test_the_do_bit_is_copied_on_both_paths(dns_server: Harness, authorized: boo
             continue  # would go upstream
         [opt] = opt_of(dns_server.ask(message.toStr()))
         assert dns._OPTHeader.fromRRHeader(opt).dnssecOK
+        # Over TCP, always the full path.
+        protocol, transport = tcp_connection(dns_server)
+        protocol.dataReceived(framed(message.toStr()))
+        [opt] = opt_of(parse(unframe(transport.value())[0]))
+        assert dns._OPTHeader.fromRRHeader(opt).dnssecOK
     [opt] = opt_of(dns_server.ask(query(name, edns=1232)))
     assert not dns._OPTHeader.fromRRHeader(opt).dnssecOK
 
 
-def test_a_dot_inside_a_label_takes_the_full_path(dns_server: Harness) -> None:
-    # The label "a.b" then "example": its dotted text would read as three
-    # labels, which the fast path's answers (compressed against the name)
-    # would misplace.  The full path answers it.
+def test_a_dot_inside_a_label_gets_formerr(dns_server: Harness) -> None:
+    # The label "a.b" then "example": as dotted text it reads as three
+    # labels, so an answer would name another question (and the cache
+    # would keep it under that other name).
     odd = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03a.b\x07example\x00\x00\x01\x00\x01"
     assert parse_simple_query(odd) is None
-    assert addresses(dns_server.ask(odd)) == [PORTAL]
+    answer = dns_server.ask(odd)
+    assert answer.id == 7 and answer.rCode == dns.EFORMAT
+    dns_server.authorize()
+    assert dns_server.ask(odd).rCode == dns.EFORMAT and dns_server.upstream_queries() == []
 
 
 def test_an_unknown_edns_version_gets_badvers(dns_server: Harness) -> None:
