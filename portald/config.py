@@ -117,13 +117,19 @@ T = TypeVar("T")
 
 
 def parse_text(node: Node) -> str:
+    yaml_node = node.yaml_node
+    if (
+        isinstance(yaml_node, yaml.ScalarNode)
+        and yaml_node.style is None
+        and yaml_node.tag != "tag:yaml.org,2002:null"
+        and not yaml_node.tag.startswith("!")
+    ):
+        # As written: YAML 1.1 would make the room number 0123 into 83,
+        # 12:30 into 750, 2024-02-03 into a date and yes into true.
+        return str(yaml_node.value)
     value = node.scalar()
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise node.error("a text value")
-    if isinstance(value, (int, float)) and node.yaml_node.style is None:
-        # As written: YAML 1.1 would make the room number 0123 into 83, and
-        # 12:30 into 750.
-        return str(node.yaml_node.value)
     return str(value)
 
 
