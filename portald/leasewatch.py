@@ -235,7 +235,7 @@ class _Source:
         self.read_once = False
         self.missing_logged = False
         self.suspect_text: str | None = None
-        self.problems: frozenset[ParseProblem] = frozenset()
+        self.problems: frozenset[_Problem] = frozenset()
         self.pending: IDelayedCall | None = None
         self.first_event: float | None = None
 
@@ -395,7 +395,9 @@ class LeaseWatcher(Service):
             return False
         source.missing_logged = False
         source.signature = signature
-        text = self._earlier_text(source) + data.decode("utf-8", errors="replace")
+        earlier, files = self._earlier_text(source)
+        text = earlier + data.decode("utf-8", errors="replace")
+        files.append((path, text.count("\n", len(earlier)) + 1))
         try:
             result = source.parse(text, self._clock.seconds())
         except Exception:
@@ -411,7 +413,7 @@ class LeaseWatcher(Service):
             self._schedule(source)
             return False
         source.suspect_text = None
-        self._log_problems(source, frozenset(result.problems))
+        self._log_problems(source, frozenset(_where(problem, files) for problem in result.problems))
         if result.problems and not result.leases and source.leases:
             # Nothing readable where there were leases: not believed.  The
             # old leases stay until they expire or the file reads cleanly.
@@ -431,25 +433,25 @@ class LeaseWatcher(Service):
         return True
 
     @staticmethod
-    def _earlier_text(source: _Source) -> str:
+    def _earlier_text(source: _Source) -> tuple[str, list[tuple[Path, int]]]:
+        """The text of the files read before the source's own, and each one's lines."""
         parts = []
+        files = []
         for path in source.earlier_files(source.watched.path):
             try:
                 text = path.read_bytes().decode("utf-8", errors="replace")
             except OSError:
                 continue  # absent between the server's renames: the usual case
-            parts.append(text if text.endswith("\n") or not text else text + "\n")
-        return "".join(parts)
+            if text and not text.endswith("\n"):
+                text += "\n"
+            parts.append(text)
+            files.append((path, text.count("\n")))
+        return "".join(parts), files
 
-    def _log_problems(self, source: _Source, problems: frozenset[ParseProblem]) -> None:
+    def _log_problems(self, source: _Source, problems: frozenset[_Problem]) -> None:
         # Each problem once, not on every re-read of an unchanged file.
-        for problem in sorted(problems - source.problems, key=lambda p: p.line):
-            log.warn(
-                "{path}, line {line}: {problem} (skipped)",
-                path=str(source.watched.path),
-                line=problem.line,
-                problem=problem.message,
-            )
+        for path, line, message in sorted(problems - source.problems):
+            log.warn("{path}, line {line}: {problem} (skipped)", path=path, line=line, problem=message)
         source.problems = problems
 
     # --- publishing ---
@@ -512,6 +514,20 @@ class LeaseWatcher(Service):
     def _expired(self) -> None:
         self._expiry_call = None
         self._publish()
+
+
+# A problem as logged: (file, line in that file, message).
+_Problem = tuple[str, int, str]
+
+
+def _where(problem: ParseProblem, files: Sequence[tuple[Path, int]]) -> _Problem:
+    """Which of the files read one after another C{problem}'s line is in, and its line there."""
+    line = problem.line
+    for path, lines in files[:-1]:
+        if line <= lines:
+            return (str(path), line, problem.message)
+        line -= lines
+    return (str(files[-1][0]), line, problem.message)
 
 
 def _later(a: float | None, b: float | None) -> bool:

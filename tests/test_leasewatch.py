@@ -373,3 +373,34 @@ def test_a_parser_that_raises_keeps_the_last_good_snapshot(one: Harness) -> None
         one.clock.advance(DEBOUNCE)
     assert one.map() == {"192.0.2.57": "02:00:00:aa:bb:cc"}
     assert any("keeping its last good leases" in m for m in messages(events))
+
+
+def test_kea_problems_are_logged_against_their_own_file_and_line(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, {"lease4.csv": "kea"})
+    older = tmp_path / "lease4.csv.2"
+    older.write_text(KEA_HEADER + kea_row("192.0.2.50", "02:00:00:00:00:01") + "not,a,row\n")
+    harness.paths["lease4.csv"].write_text(KEA_HEADER + "192.0.2.999,02:00:00:00:00:02,,60,1,1,0,0,,0,\n")
+    with capturedLogs() as events:
+        harness.watcher.startService()
+        # The current file grows: the older file's problem is not logged again.
+        harness.write(
+            "lease4.csv",
+            KEA_HEADER
+            + "192.0.2.999,02:00:00:00:00:02,,60,1,1,0,0,,0,\n"
+            + kea_row("192.0.2.51", "02:00:00:00:00:03"),
+        )
+        harness.clock.advance(DEBOUNCE)
+    logged = [m for m in messages(events) if "(skipped)" in m]
+    assert len(logged) == 2, logged
+    assert any(m.startswith(f"{older}, line 3: ") for m in logged)
+    assert any(m.startswith(f"{harness.paths['lease4.csv']}, line 2: ") for m in logged)
+    assert harness.map() == {"192.0.2.50": "02:00:00:00:00:01", "192.0.2.51": "02:00:00:00:00:03"}
+
+
+def test_kea_completed_cleanup_output_is_read_instead_of_its_inputs(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, {"lease4.csv": "kea"})
+    (tmp_path / "lease4.csv.1").write_text(KEA_HEADER + kea_row("192.0.2.60", "02:00:00:00:00:06"))
+    (tmp_path / "lease4.csv.completed").write_text(KEA_HEADER + kea_row("192.0.2.50", "02:00:00:00:00:01"))
+    harness.paths["lease4.csv"].write_text(KEA_HEADER)
+    harness.watcher.startService()
+    assert harness.map() == {"192.0.2.50": "02:00:00:00:00:01"}
