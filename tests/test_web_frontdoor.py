@@ -142,3 +142,23 @@ def test_kept_alive_answers_go_straight_to_the_socket_and_the_rest_in_order() ->
     replies = parse_replies(sock.sent + transport.value())
     assert [r.status for r in replies] == [511, 511]
     assert not transport.disconnecting
+
+
+def test_a_wrapped_transport_is_always_written_through() -> None:
+    # TLS (TLSMemoryBIOProtocol) and other wrappers pass .socket through to
+    # the TCP connection underneath: bytes sent there would skip them.
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+    from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+    harness = WebHarness()
+    sock = _Socket(room=10_000)
+    under = StringTransport(peerAddress=IPv4Address("TCP", CLIENT_IP, 40000))
+    under.socket = sock
+    wrapper = ProtocolWrapper(
+        WrappingFactory(harness.web.factory),
+        harness.web.factory.buildProtocol(IPv4Address("TCP", CLIENT_IP, 40000)),
+    )
+    wrapper.makeConnection(under)
+    wrapper.dataReceived(PAGE)
+    assert sock.sent == b"" and parse_replies(under.value())[0].status == 511

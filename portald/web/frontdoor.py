@@ -17,6 +17,7 @@ from typing import Any
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from twisted.web.server import Site
@@ -47,9 +48,10 @@ class FrontDoor(Protocol):
         # The socket itself, while nothing waits in the transport's buffer:
         # an answer on a kept-alive connection then goes out at once, without
         # a trip through the reactor's writer registration (2.5 times the
-        # requests per second).  Transports without one (TLS, tests) are
-        # written to.
-        self._socket = getattr(self.transport, "socket", None)
+        # requests per second).  Never under a wrapper (TLS, policies),
+        # which must see every byte.
+        wrapped = isinstance(self.transport, ProtocolWrapper)
+        self._socket = None if wrapped else getattr(self.transport, "socket", None)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self.factory.connections.discard(self)
@@ -178,7 +180,6 @@ class FrontDoorFactory(Factory):
         self._date = b""
         # This second's header tails, by (body length, keep-alive).
         self._tails: dict[tuple[int, bool], bytes] = {}
-        self._tails_date = b""
 
     def buildProtocol(self, addr: IAddress) -> FrontDoor:
         host: str = addr.host  # type: ignore[attr-defined]
@@ -210,16 +211,14 @@ class FrontDoorFactory(Factory):
         if now != self._date_second:
             self._date_second = now
             self._date = datetimeToString(now)
+            self._tails.clear()
         return self._date
 
     def serialize(self, response: Response, head_only: bool, keep_alive: bool) -> bytes:
         date = self._date_header()
         key = (len(response.body), keep_alive)
-        tail = self._tails.get(key) if self._tails_date is date else None
+        tail = self._tails.get(key)
         if tail is None:
-            if self._tails_date is not date:
-                self._tails.clear()
-                self._tails_date = date
             tail = b"Date: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n" % (
                 date,
                 key[0],
