@@ -190,9 +190,8 @@ class SessionLimits(Service):
                 continue
             seen = counters.get(session.mac)
             if seen is None:
-                # Unknown this time (not in the kernel yet): never a reason
-                # to end the session.
-                usage.last_active = now
+                # Unknown this time (not in the kernel yet): nothing to judge
+                # by; the next reading, cumulative, tells what happened.
                 continue
             if seen != usage.last_seen:
                 usage.last_active = now

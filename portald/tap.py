@@ -137,12 +137,10 @@ class PortalService(MultiService):
             return
         self._restored = True
         sessions, self._to_restore = self._to_restore, []
-        for session in sessions:
-            self.table.restore(session)
-        if sessions:
-            log.info(
-                "restored {count} session(s) from {path}", count=len(sessions), path=str(self.store.path)
-            )
+        # restore() declines one that ended since the database was read.
+        restored = sum(self.table.restore(session) for session in sessions)
+        if restored:
+            log.info("restored {count} session(s) from {path}", count=restored, path=str(self.store.path))
 
     def privilegedStartService(self) -> None:
         self.restore_sessions()

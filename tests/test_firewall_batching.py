@@ -343,6 +343,18 @@ def test_an_address_handed_on_to_another_signed_in_device_keeps_its_counter() ->
     h.clock.advance(0)
     for flush in h.conntrack_running():
         flush.finish(0)
+    # Downloads to .10 are MAC2's, not the older session's too.
+    d = h.firewall.read_counters()
+    h.only_nft().finish(
+        0,
+        stdout=kernel_json(
+            {
+                "bytes_from_client": [counted(MAC1, 1, 100), counted(MAC2, 2, 200)],
+                "bytes_to_client4": [counted("192.0.2.10", 5, 5000)],
+            }
+        ),
+    )
+    assert d.result == {MAC1: (100, 0), MAC2: (200, 5000)}
     h.table.deauthorize(MAC1, EndReason.LOGOUT)
     h.clock.advance(0.1)
     batch = h.only_nft()

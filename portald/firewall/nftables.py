@@ -241,12 +241,17 @@ class NftablesFirewall(Service):
         def counters(state: KernelState | None) -> Counters:
             if state is None:
                 raise CountersUnavailable(f"cannot read {self.plan.qualified_table}")
+            # An address's download counter belongs to the session that
+            # signed in there last (an older one may still name it).
+            owner = {}
+            for session in sorted(self._installed.values(), key=lambda s: s.started):
+                owner[session.ip] = session.mac
             result = {}
             for mac, session in self._installed.items():
                 sent = state.from_client.get(mac)
                 if sent is None:
                     continue  # Not in the kernel yet.
-                received = state.to_client.get(session.ip)
+                received = state.to_client.get(session.ip) if owner.get(session.ip) == mac else None
                 result[mac] = (sent.bytes, received.bytes if received else 0)
             return result
 
@@ -440,9 +445,6 @@ class NftablesFirewall(Service):
                     removed=len(before.authorized - macs),
                     learned=len(learned),
                 )
-                # The live table, not the snapshot: a login made while nft ran
-                # is in the queue, and its counters are read like the others.
-                self._installed = {s.mac: s for s in self._table.sessions()}
                 self._needs_rebuild = False
                 self._failures_in_a_row = 0
                 self.stats.reloads += 1
