@@ -63,6 +63,14 @@ class StoreError(Exception):
     """The session database cannot be used; the message says what to do."""
 
 
+def _unreadable(path: Path, error: Exception) -> StoreError:
+    return StoreError(
+        f"the session database {path} cannot be read ({error}). portald will not start over it, "
+        f"so as not to lose the sessions it may hold: restore it from a backup, or move it "
+        f"aside (mv {path} {path}.broken) to start with no sessions"
+    )
+
+
 @attrs.frozen
 class SessionRecord:
     """One authorization as the trail shows it."""
@@ -149,11 +157,7 @@ class SessionStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             check = db.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.DatabaseError as e:
-            raise StoreError(
-                f"the session database {path} cannot be read ({e}). portald will not start over it, "
-                f"so as not to lose the sessions it may hold: restore it from a backup, or move it "
-                f"aside (mv {path} {path}.broken) to start with no sessions"
-            ) from None
+            raise _unreadable(path, e) from None
         if check != "ok":
             raise StoreError(
                 f"the session database {path} is damaged ({check}); restore it from a backup, "
@@ -187,11 +191,7 @@ class SessionStore:
                 "FROM sessions WHERE ended IS NULL ORDER BY id"
             ).fetchall()
         except sqlite3.Error as e:
-            raise StoreError(
-                f"the session database {self.path} cannot be read ({e}). portald will not start over it, "
-                "so as not to lose the sessions it may hold: restore it from a backup, or move it aside "
-                f"(mv {self.path} {self.path}.broken) to start with no sessions"
-            ) from None
+            raise _unreadable(self.path, e) from None
         return [
             Session(
                 mac=mac,

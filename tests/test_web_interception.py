@@ -181,3 +181,19 @@ def test_the_intercepted_requests_are_counted_for_the_log(harness: WebHarness) -
     assert harness.web.interception.summary() == (
         "3 requests intercepted: 2× 511 Network Authentication Required, 1× 302 to the portal (probe)"
     )
+
+
+@BOTH_PATHS
+def test_answers_kept_for_the_second_are_per_client_and_end_at_sign_in(harness: WebHarness, via: str) -> None:
+    # Within one second: each client its own signed link...
+    mine = harness.request("GET", "http://example.com/", via=via)
+    theirs = harness.request("GET", "http://example.com/", client_ip=STRANGER_IP, via=via)
+    assert mine.status == theirs.status == 511
+    link = re.compile(r'href="(http://portal\.example/\?next=[^"]+)"')
+    assert link.search(mine.body).group(1) != link.search(theirs.body).group(1)
+    # ...and signing in, still in the same second, gets the online page at once.
+    harness.table.authorize(CLIENT_MAC, ip=CLIENT_IP, method="click-through", duration=3600)
+    assert "You are online" in harness.request("GET", "http://example.com/", via=via).body
+    harness.table.deauthorize(CLIENT_MAC, EndReason.LOGOUT)
+    again = harness.request("GET", "http://example.com/", via=via)
+    assert again.status == 511 and link.search(again.body).group(1) == link.search(mine.body).group(1)

@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from portald.clients import AuthorizationTable, Neighbours
 from portald.config import Config, ProbeRule
-from portald.web.interceptlog import InterceptLog
+from portald.web.interceptlog import InterceptLog, tally
 from portald.web.pages import Prerendered
 from portald.web.security import COMMON_HEADERS, HTML, INTERCEPT_CSP, NO_STORE
 from portald.web.theme import Theme
@@ -210,8 +210,7 @@ class Interception:
         total = sum(self.counts.values())
         if not total:
             return "no request intercepted"
-        parts = ", ".join(f"{n}× {answer.value}" for answer, n in self.counts.most_common())
-        return f"{total} requests intercepted: {parts}"
+        return f"{total} requests intercepted: {tally(self.counts)}"
 
     def _is_probe_url(self, url: str) -> bool:
         # url is http://host[:port]/path[?query], built by original_url.

@@ -11,6 +11,7 @@ up in one line per client when the window closes.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -73,7 +74,7 @@ class InterceptLog:
                     ip=ip,
                     mac=quiet.mac,
                     window=self._window,
-                    answers=", ".join(f"{n}× {answer}" for answer, n in quiet.answers.most_common()),
+                    answers=tally(quiet.answers),
                     latest=f"{quiet.latest[0].decode('ascii', 'replace')} {_shown(*quiet.latest[1:])}",
                 )
         self._quiet.clear()
@@ -81,3 +82,8 @@ class InterceptLog:
 
 def _shown(url: str | None, requested: bytes) -> str:
     return url or repr(requested)[1:]
+
+
+def tally(counts: Counter[Any]) -> str:
+    """C{3× 511 ..., 1× 302 ...}: most frequent first (enum members by their value)."""
+    return ", ".join(f"{n}× {getattr(what, 'value', what)}" for what, n in counts.most_common())
