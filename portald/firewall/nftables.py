@@ -445,6 +445,10 @@ class NftablesFirewall(Service):
                     removed=len(before.authorized - macs),
                     learned=len(learned),
                 )
+                # The live table, not the snapshot: it also covers sessions
+                # made before this backend observed the table, and a login
+                # made while nft ran (in the queue) is read like the others.
+                self._installed = {s.mac: s for s in self._table.sessions()}
                 self._needs_rebuild = False
                 self._failures_in_a_row = 0
                 self.stats.reloads += 1
