@@ -480,7 +480,11 @@ class LeaseWatcher(Service):
             self._published = merged
             self._neighbours.replace({ip: lease.mac for ip, lease in merged.items()})
             if self._on_update is not None:
-                self._on_update(dict(merged))
+                try:
+                    self._on_update(dict(merged))
+                except Exception:
+                    # The map is already replaced: a listener's bug costs only its update.
+                    log.failure("a lease update listener failed")
         self._schedule_expiry(merged.values(), now)
 
     def _log_changes(self, old: Mapping[str, Lease], new: Mapping[str, Lease], now: float) -> None:

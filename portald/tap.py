@@ -91,6 +91,8 @@ class PortalService(MultiService):
             debounce=config.leases.debounce,
             poll_interval=config.leases.poll_interval,
             neighbour_fallback=config.leases.neighbour_fallback,
+            # A signed-in device whose lease moved is counted at its new address.
+            on_update=lambda leases: self.firewall.addresses_changed(self.neighbours.ips_for),
         )
         self.leases.setServiceParent(self)
         self.activity = ActivityTracker()

@@ -368,6 +368,72 @@ def test_an_address_handed_on_to_another_signed_in_device_keeps_its_counter() ->
     assert "delete element inet portald bytes_to_client4 { 192.0.2.10 }" in h.only_nft().text
 
 
+def test_a_signed_in_device_that_moves_is_counted_at_its_new_address() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    h.clock.advance(0)
+    for flush in h.conntrack_running():
+        flush.finish(0)
+    where = {MAC1: frozenset({"192.0.2.10"})}
+    h.firewall.addresses_changed(lambda mac: where.get(mac, frozenset()))
+    h.clock.advance(0.1)
+    assert h.nft_running() == []  # still there: nothing to do
+    where[MAC1] = frozenset({"192.0.2.33", "2001:db8::33"})
+    with capturedLogs():
+        h.firewall.addresses_changed(lambda mac: where.get(mac, frozenset()))
+    h.clock.advance(0.1)
+    batch = h.only_nft()
+    assert batch.text == lines(
+        ruleset.forget_counter(h.firewall.plan, ipaddress.ip_address("192.0.2.10")),
+        ruleset.count_to(h.firewall.plan, ipaddress.ip_address("192.0.2.33")),
+    )
+    batch.finish(0)
+    h.clock.advance(0)
+    d = h.firewall.read_counters()
+    h.only_nft().finish(
+        0,
+        stdout=kernel_json(
+            {
+                "bytes_from_client": [counted(MAC1, 1, 100)],
+                "bytes_to_client4": [counted("192.0.2.10", 9, 9000), counted("192.0.2.33", 3, 300)],
+            }
+        ),
+    )
+    assert d.result == {MAC1: (100, 300)}
+    # Its lease gone altogether: left as it is.  Its logout removes the new counter.
+    where.clear()
+    h.firewall.addresses_changed(lambda mac: where.get(mac, frozenset()))
+    h.table.deauthorize(MAC1, EndReason.LOGOUT)
+    h.clock.advance(0.1)
+    text = h.only_nft().text
+    assert "delete element inet portald bytes_to_client4 { 192.0.2.33 }" in text
+    assert "192.0.2.10" not in text
+
+
+def test_a_whole_load_counts_a_moved_device_at_its_new_address() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    h.clock.advance(0)
+    for flush in h.conntrack_running():
+        flush.finish(0)
+    with capturedLogs():
+        h.firewall.addresses_changed(lambda mac: frozenset({"192.0.2.33"}))
+    h.clock.advance(0.1)
+    h.only_nft().finish(0)
+    h.clock.advance(0)
+    h.firewall.reload()
+    h.clock.advance(0)
+    h.only_nft().finish(1)  # the read of the old table
+    load = h.only_nft().text
+    assert "192.0.2.33" in load and "192.0.2.10" not in load
+
+
 def test_walled_garden_answers_open_addresses_for_their_ttl() -> None:
     h = Harness(FULL_YAML)
     h.started()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute
@@ -25,6 +25,12 @@ class IFirewall(IAuthorizationObserver):
         portald's DNS resolved a walled-garden name to C{addresses}: let
         everyone reach them for C{ttl} seconds (at least a minimum that
         covers clients that keep answers a little past their TTL).
+        """
+
+    def addresses_changed(ips_for: Callable[[str], frozenset[str]]) -> None:
+        """
+        The leases changed: C{ips_for(mac)} gives each device's addresses
+        now.  A signed-in device that moved is counted at its new address.
         """
 
     def read_counters() -> Deferred[Counters]:

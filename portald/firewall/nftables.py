@@ -15,7 +15,7 @@ table: the table wins, and traffic counters of sessions that carry on survive.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -99,6 +99,9 @@ class NftablesFirewall(Service):
         # What the kernel has been told, by MAC (for a client that comes back
         # with another address, and to name counters read by address).
         self._installed: dict[str, Session] = {}
+        # MAC -> the address its downloads are counted at, when that is no
+        # longer its sign-in address (the lease moved).
+        self._moved: dict[str, str] = {}
         # Learned walled-garden address -> when (clock) its kernel timeout ends.
         self._learned: dict[IPAddress, float] = {}
         self._pending: list[_Change] = []
@@ -170,11 +173,13 @@ class NftablesFirewall(Service):
 
     def session_started(self, session: Session) -> None:
         previous = self._installed.get(session.mac)
+        counted_before = self._counted_at(previous) if previous is not None else None
+        self._moved.pop(session.mac, None)
         self._installed[session.mac] = session
         lines: list[str] = []
         new_ip = _ip(session.ip)
-        old_ip = _ip(previous.ip) if previous is not None and previous.ip != session.ip else None
-        if old_ip is not None and not self._counted_for_another(previous.ip, session.mac):  # type: ignore[union-attr]
+        old_ip = _ip(counted_before) if counted_before not in (None, session.ip) else None
+        if old_ip is not None and not self._counted_for_another(str(counted_before), session.mac):
             lines += ruleset.forget_counter(self.plan, old_ip)
         lines += ruleset.grant(self.plan, session.mac, new_ip, self._timeout(session))
         # A new login's connections were intercepted before it: flush them.
@@ -188,20 +193,57 @@ class NftablesFirewall(Service):
 
     def session_ended(self, session: Session, reason: EndReason) -> None:
         self._installed.pop(session.mac, None)
-        ip = _ip(session.ip)
-        if ip is not None and self._counted_for_another(session.ip, session.mac):
-            # Its old address now belongs to another signed-in device: that
+        address = self._moved.pop(session.mac, session.ip)
+        ip = _ip(address)
+        if ip is not None and self._counted_for_another(address, session.mac):
+            # Its address now belongs to another signed-in device: that
             # device's counter and connections are left alone.
             ip = None
         # Flushing after the revoke makes its open connections fail at once
         # (reset by the portal) instead of hanging.
         self._enqueue(
-            _Change(tuple(ruleset.revoke(self.plan, session.mac, ip)), flush=(session.ip,) if ip else ())
+            _Change(tuple(ruleset.revoke(self.plan, session.mac, ip)), flush=(address,) if ip else ())
         )
+
+    def _counted_at(self, session: Session) -> str:
+        """The address a signed-in device's downloads are counted at."""
+        return self._moved.get(session.mac, session.ip)
 
     def _counted_for_another(self, ip: str, mac: str) -> bool:
         """Whether another signed-in device's traffic is counted at C{ip}."""
-        return any(other.ip == ip and other.mac != mac for other in self._installed.values())
+        return any(self._counted_at(other) == ip and other.mac != mac for other in self._installed.values())
+
+    # --- devices that move ---
+
+    def addresses_changed(self, ips_for: Callable[[str], frozenset[str]]) -> None:
+        lines: list[str] = []
+        for mac, session in self._installed.items():
+            counted = self._counted_at(session)
+            now_at = ips_for(mac)
+            if not now_at or counted in now_at:
+                continue  # still there, or nowhere (its lease ended): left as it is
+            current = _ip(counted)
+            # Same family first: an IPv4 counter moves to an IPv4 address.
+            v6 = current is not None and current.version == 6
+            new = min(now_at, key=lambda address: ((":" in address) != v6, address))
+            new_ip = _ip(new)
+            if new_ip is None:
+                continue
+            log.info(
+                "{mac} moved from {old} to {new}: its downloads are counted there",
+                mac=mac,
+                old=counted,
+                new=new,
+            )
+            if current is not None and not self._counted_for_another(counted, mac):
+                lines += ruleset.forget_counter(self.plan, current)
+            lines += ruleset.count_to(self.plan, new_ip)
+            if new == session.ip:
+                self._moved.pop(mac, None)
+            else:
+                self._moved[mac] = new
+        if lines:
+            self._enqueue(_Change(tuple(lines)))
 
     def _timeout(self, session: Session) -> float | None:
         return session.remaining(self._clock.seconds())
@@ -245,13 +287,14 @@ class NftablesFirewall(Service):
             # signed in there last (an older one may still name it).
             owner = {}
             for session in sorted(self._installed.values(), key=lambda s: s.started):
-                owner[session.ip] = session.mac
+                owner[self._counted_at(session)] = session.mac
             result = {}
             for mac, session in self._installed.items():
                 sent = state.from_client.get(mac)
                 if sent is None:
                     continue  # Not in the kernel yet.
-                received = state.to_client.get(session.ip) if owner.get(session.ip) == mac else None
+                at = self._counted_at(session)
+                received = state.to_client.get(at) if owner.get(at) == mac else None
                 result[mac] = (sent.bytes, received.bytes if received else 0)
             return result
 
@@ -418,7 +461,7 @@ class NftablesFirewall(Service):
         self._forget_expired_learned(now)
         clients = []
         for session in sessions:
-            ip = _ip(session.ip)
+            ip = _ip(self._counted_at(session))
             clients.append(
                 ruleset.AuthorizedClient(
                     mac=session.mac,
@@ -449,6 +492,7 @@ class NftablesFirewall(Service):
                 # made before this backend observed the table, and a login
                 # made while nft ran (in the queue) is read like the others.
                 self._installed = {s.mac: s for s in self._table.sessions()}
+                self._moved = {mac: ip for mac, ip in self._moved.items() if mac in self._installed}
                 self._needs_rebuild = False
                 self._failures_in_a_row = 0
                 self.stats.reloads += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -33,6 +33,9 @@ class NoFirewall(Service):
         pass
 
     def on_walled_garden_answer(self, addresses: Sequence[str], ttl: float) -> None:
+        pass
+
+    def addresses_changed(self, ips_for: Callable[[str], frozenset[str]]) -> None:
         pass
 
     def read_counters(self) -> Deferred[Counters]:

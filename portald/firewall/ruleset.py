@@ -342,6 +342,11 @@ def revoke(plan: FirewallPlan, mac: str, ip: IPAddress | None) -> list[str]:
     return lines
 
 
+def count_to(plan: FirewallPlan, ip: IPAddress) -> list[str]:
+    """Count traffic to C{ip}, from zero (a signed-in client's new address)."""
+    return _replace(plan, _to_client_set(ip), str(ip))
+
+
 def forget_counter(plan: FirewallPlan, ip: IPAddress) -> list[str]:
     """Stop counting traffic to C{ip} (a client that moved to another address)."""
     return _remove(plan, _to_client_set(ip), str(ip))
