@@ -434,6 +434,75 @@ def test_a_whole_load_counts_a_moved_device_at_its_new_address() -> None:
     assert "192.0.2.33" in load and "192.0.2.10" not in load
 
 
+def signed_in(h: Harness, *clients: tuple[str, str]) -> None:
+    """Sign C{clients} (MAC, address) in, one clock tick apart, and let the batches and flushes finish."""
+    for mac, ip in clients:
+        h.authorize(mac, ip)
+        h.clock.advance(1)
+        for _ in range(2):  # the batch, then the flush it starts
+            for invocation in h.runner.running():
+                invocation.finish(0)
+            h.clock.advance(0)
+
+
+def read(h: Harness, downloads: dict[str, int]) -> dict:
+    d = h.firewall.read_counters()
+    h.only_nft().finish(
+        0,
+        stdout=kernel_json(
+            {
+                "bytes_from_client": [counted(m, 1, 1) for m in (MAC1, MAC2, MAC3)],
+                "bytes_to_client4": [counted(ip, n // 100, n) for ip, n in downloads.items()],
+            }
+        ),
+    )
+    return d.result
+
+
+def test_a_move_carries_the_download_counter_and_logout_flushes_the_new_address() -> None:
+    h = Harness()
+    h.started()
+    signed_in(h, (MAC1, "192.0.2.10"))
+    assert read(h, {"192.0.2.10": 4000})[MAC1] == (1, 4000)
+    with capturedLogs():
+        h.firewall.addresses_changed(lambda mac: frozenset({"192.0.2.33"}))
+    h.clock.advance(0.1)
+    batch = h.only_nft().text
+    assert "add element inet portald bytes_to_client4 { 192.0.2.33 counter packets 40 bytes 4000 }" in batch
+    h.only_nft().finish(0)
+    h.table.deauthorize(MAC1, EndReason.LOGOUT)
+    h.clock.advance(0.1)
+    h.only_nft().finish(0)
+    h.clock.advance(0)
+    assert [i.args for i in h.conntrack_running()] == [("-D", "-s", "192.0.2.33")]
+
+
+def test_moving_onto_an_address_another_device_still_names_makes_it_the_movers() -> None:
+    # MAC2 signed in at .10 after MAC1 did at .20; MAC2's lease lapsed
+    # (it stays where it was); the DHCP server gives .10 to MAC1.
+    h = Harness()
+    h.started()
+    signed_in(h, (MAC1, "192.0.2.20"), (MAC2, "192.0.2.10"))
+    where = {MAC1: frozenset({"192.0.2.10"})}
+    with capturedLogs():
+        h.firewall.addresses_changed(lambda mac: where.get(mac, frozenset()))
+    h.clock.advance(0.1)
+    h.only_nft().finish(0)
+    counters = read(h, {"192.0.2.10": 5000, "192.0.2.20": 100})
+    assert counters[MAC1] == (1, 5000) and counters[MAC2] == (1, 0)
+
+
+def test_two_sessions_at_one_address_give_a_whole_load_one_counter() -> None:
+    h = Harness()
+    signed_in(h, (MAC1, "192.0.2.10"), (MAC2, "192.0.2.10"))
+    load = h.start()
+    assert load.text.count("192.0.2.10 counter") == 1
+    load.finish(0)
+    h.clock.advance(0)
+    counters = read(h, {"192.0.2.10": 700})
+    assert counters[MAC2] == (1, 700) and counters[MAC1] == (1, 0)
+
+
 def test_walled_garden_answers_open_addresses_for_their_ttl() -> None:
     h = Harness(FULL_YAML)
     h.started()

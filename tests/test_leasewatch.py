@@ -404,3 +404,18 @@ def test_kea_completed_cleanup_output_is_read_instead_of_its_inputs(tmp_path: Pa
     harness.paths["lease4.csv"].write_text(KEA_HEADER)
     harness.watcher.startService()
     assert harness.map() == {"192.0.2.50": "02:00:00:00:00:01"}
+
+
+def test_a_failing_update_listener_costs_only_its_update(tmp_path: Path) -> None:
+    def broken(leases: dict) -> None:
+        raise RuntimeError("a listener's bug")
+
+    harness = Harness(tmp_path, {"dnsmasq.leases": "dnsmasq"})
+    harness.watcher._on_update = broken
+    harness.paths["dnsmasq.leases"].write_text(dnsmasq_line("192.0.2.57", "02:00:00:aa:bb:cc"))
+    with capturedLogs() as events:
+        harness.watcher.startService()
+        harness.write("dnsmasq.leases", dnsmasq_line("192.0.2.58", "02:00:00:aa:bb:cc"))
+        harness.clock.advance(DEBOUNCE)
+    assert harness.map() == {"192.0.2.58": "02:00:00:aa:bb:cc"}
+    assert sum("a lease update listener failed" in m for m in messages(events)) == 2

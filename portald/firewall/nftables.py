@@ -102,6 +102,10 @@ class NftablesFirewall(Service):
         # MAC -> the address its downloads are counted at, when that is no
         # longer its sign-in address (the lease moved).
         self._moved: dict[str, str] = {}
+        # Address -> the signed-in MAC whose downloads its counter holds.
+        self._owner: dict[str, str] = {}
+        # MAC -> its download counter as last read (carried to a new address).
+        self._downloaded: dict[str, ruleset.Counter] = {}
         # Learned walled-garden address -> when (clock) its kernel timeout ends.
         self._learned: dict[IPAddress, float] = {}
         self._pending: list[_Change] = []
@@ -173,14 +177,19 @@ class NftablesFirewall(Service):
 
     def session_started(self, session: Session) -> None:
         previous = self._installed.get(session.mac)
-        counted_before = self._counted_at(previous) if previous is not None else None
+        if previous is not None:
+            self._let_go(self._counted_at(previous), session.mac)
         self._moved.pop(session.mac, None)
+        self._downloaded.pop(session.mac, None)
         self._installed[session.mac] = session
         lines: list[str] = []
+        if previous is not None and self._counted_at(previous) != session.ip:
+            old_ip = _ip(self._counted_at(previous))
+            if old_ip is not None and str(old_ip) not in self._owner:
+                lines += ruleset.forget_counter(self.plan, old_ip)
         new_ip = _ip(session.ip)
-        old_ip = _ip(counted_before) if counted_before not in (None, session.ip) else None
-        if old_ip is not None and not self._counted_for_another(str(counted_before), session.mac):
-            lines += ruleset.forget_counter(self.plan, old_ip)
+        if new_ip is not None:
+            self._owner[session.ip] = session.mac
         lines += ruleset.grant(self.plan, session.mac, new_ip, self._timeout(session))
         # A new login's connections were intercepted before it: flush them.
         # A session restored at start (older than this run) keeps its own.
@@ -193,14 +202,12 @@ class NftablesFirewall(Service):
 
     def session_ended(self, session: Session, reason: EndReason) -> None:
         self._installed.pop(session.mac, None)
+        self._downloaded.pop(session.mac, None)
         address = self._moved.pop(session.mac, session.ip)
-        ip = _ip(address)
-        if ip is not None and self._counted_for_another(address, session.mac):
-            # Its address now belongs to another signed-in device: that
-            # device's counter and connections are left alone.
-            ip = None
-        # Flushing after the revoke makes its open connections fail at once
-        # (reset by the portal) instead of hanging.
+        ip = _ip(address) if self._let_go(address, session.mac) else None
+        # An address that another signed-in device has now keeps its counter
+        # and connections.  Flushing after the revoke makes this device's
+        # open connections fail at once (reset by the portal), not hang.
         self._enqueue(
             _Change(tuple(ruleset.revoke(self.plan, session.mac, ip)), flush=(address,) if ip else ())
         )
@@ -209,9 +216,24 @@ class NftablesFirewall(Service):
         """The address a signed-in device's downloads are counted at."""
         return self._moved.get(session.mac, session.ip)
 
-    def _counted_for_another(self, ip: str, mac: str) -> bool:
-        """Whether another signed-in device's traffic is counted at C{ip}."""
-        return any(self._counted_at(other) == ip and other.mac != mac for other in self._installed.values())
+    def _claim_unowned(self, sessions: Sequence[Session] | None = None) -> None:
+        """Give each address without a signed-in owner to the latest session counted there."""
+        live = {s.mac for s in (sessions if sessions is not None else self._installed.values())}
+        self._owner = {address: mac for address, mac in self._owner.items() if mac in live}
+        latest_first = sorted(
+            sessions if sessions is not None else self._installed.values(),
+            key=lambda s: s.started,
+            reverse=True,
+        )
+        for session in latest_first:
+            self._owner.setdefault(self._counted_at(session), session.mac)
+
+    def _let_go(self, address: str, mac: str) -> bool:
+        """C{mac} stops counting at C{address}; whether that address was its own."""
+        if self._owner.get(address) != mac:
+            return False
+        del self._owner[address]
+        return True
 
     # --- devices that move ---
 
@@ -220,12 +242,9 @@ class NftablesFirewall(Service):
         for mac, session in self._installed.items():
             counted = self._counted_at(session)
             now_at = ips_for(mac)
-            if not now_at or counted in now_at:
+            if not now_at or (counted in now_at and self._owner.get(counted) == mac):
                 continue  # still there, or nowhere (its lease ended): left as it is
-            current = _ip(counted)
-            # Same family first: an IPv4 counter moves to an IPv4 address.
-            v6 = current is not None and current.version == 6
-            new = min(now_at, key=lambda address: ((":" in address) != v6, address))
+            new = self._new_address(session, counted, now_at)
             new_ip = _ip(new)
             if new_ip is None:
                 continue
@@ -235,15 +254,27 @@ class NftablesFirewall(Service):
                 old=counted,
                 new=new,
             )
-            if current is not None and not self._counted_for_another(counted, mac):
-                lines += ruleset.forget_counter(self.plan, current)
-            lines += ruleset.count_to(self.plan, new_ip)
+            old_ip = _ip(counted)
+            if self._let_go(counted, mac) and old_ip is not None:
+                lines += ruleset.forget_counter(self.plan, old_ip)
+            # The new counter starts where the old one was last read, so the
+            # quota sees no reset (what came in since that reading is lost).
+            lines += ruleset.count_to(self.plan, new_ip, self._downloaded.get(mac))
+            self._owner[new] = mac
             if new == session.ip:
                 self._moved.pop(mac, None)
             else:
                 self._moved[mac] = new
         if lines:
             self._enqueue(_Change(tuple(lines)))
+
+    @staticmethod
+    def _new_address(session: Session, counted: str, now_at: frozenset[str]) -> str:
+        """Back to its sign-in address if it has it, else one of the same family."""
+        if session.ip in now_at:
+            return session.ip
+        v6 = ":" in counted
+        return min(now_at, key=lambda address: ((":" in address) != v6, address))
 
     def _timeout(self, session: Session) -> float | None:
         return session.remaining(self._clock.seconds())
@@ -283,18 +314,16 @@ class NftablesFirewall(Service):
         def counters(state: KernelState | None) -> Counters:
             if state is None:
                 raise CountersUnavailable(f"cannot read {self.plan.qualified_table}")
-            # An address's download counter belongs to the session that
-            # signed in there last (an older one may still name it).
-            owner = {}
-            for session in sorted(self._installed.values(), key=lambda s: s.started):
-                owner[self._counted_at(session)] = session.mac
             result = {}
             for mac, session in self._installed.items():
                 sent = state.from_client.get(mac)
                 if sent is None:
                     continue  # Not in the kernel yet.
                 at = self._counted_at(session)
-                received = state.to_client.get(at) if owner.get(at) == mac else None
+                # An address's counter is its owner's alone.
+                received = state.to_client.get(at) if self._owner.get(at) == mac else None
+                if received is not None:
+                    self._downloaded[mac] = received
                 result[mac] = (sent.bytes, received.bytes if received else 0)
             return result
 
@@ -460,8 +489,11 @@ class NftablesFirewall(Service):
                 self._learned[address] = now + remaining
         self._forget_expired_learned(now)
         clients = []
+        self._claim_unowned(sessions)
         for session in sessions:
-            ip = _ip(self._counted_at(session))
+            at = self._counted_at(session)
+            # One counter per address, its owner's (a set holds it once).
+            ip = _ip(at) if self._owner.get(at) == session.mac else None
             clients.append(
                 ruleset.AuthorizedClient(
                     mac=session.mac,
@@ -493,6 +525,7 @@ class NftablesFirewall(Service):
                 # made while nft ran (in the queue) is read like the others.
                 self._installed = {s.mac: s for s in self._table.sessions()}
                 self._moved = {mac: ip for mac, ip in self._moved.items() if mac in self._installed}
+                self._claim_unowned()
                 self._needs_rebuild = False
                 self._failures_in_a_row = 0
                 self.stats.reloads += 1

@@ -342,9 +342,15 @@ def revoke(plan: FirewallPlan, mac: str, ip: IPAddress | None) -> list[str]:
     return lines
 
 
-def count_to(plan: FirewallPlan, ip: IPAddress) -> list[str]:
-    """Count traffic to C{ip}, from zero (a signed-in client's new address)."""
-    return _replace(plan, _to_client_set(ip), str(ip))
+def count_to(plan: FirewallPlan, ip: IPAddress, start: Counter | None = None) -> list[str]:
+    """
+    Count traffic to C{ip} from C{start} (a signed-in client's new address,
+    carrying on from what its old one had counted).
+    """
+    value = str(ip) if start is None else _counted(str(ip), start)
+    return _replace(plan, _to_client_set(ip), str(ip))[:2] + [
+        f"add element {plan.qualified_table} {_to_client_set(ip)} {{ {value} }}"
+    ]
 
 
 def forget_counter(plan: FirewallPlan, ip: IPAddress) -> list[str]:

@@ -159,9 +159,14 @@ def test_scenario4_a_new_address_keeps_the_sign_in(lab) -> None:
     assert "EXAMPLE-SITE" in phone.get("http://example.test/").body
     assert world.portal.log().count(f"authorized {phone.mac}") == 1
     # Its downloads are counted at the new address (for its quota).
-    wait_for(lambda: f"moved from {first} to {second}" in world.portal.log(), 5, what="the counter to move")
-    counters = lab.gateway().run(["nft", "list", "set", "inet", f"{lab.prefix}_portald", "bytes_to_client4"])
-    assert second in counters.stdout and first not in counters.stdout
+    listing = ["nft", "list", "set", "inet", f"{lab.prefix}_portald", "bytes_to_client4"]
+
+    def counted_at_second() -> bool:
+        counters = lab.gateway().run(listing).stdout
+        return second in counters and first not in counters
+
+    wait_for(counted_at_second, 5, what="the kernel to count the phone at its new address")
+    assert f"moved from {first} to {second}" in world.portal.log()
     phone.say(f"counted at {second} now, in the kernel's bytes_to_client4")
     assert_clean(world)
 
