@@ -503,6 +503,36 @@ def test_two_sessions_at_one_address_give_a_whole_load_one_counter() -> None:
     assert counters[MAC2] == (1, 700) and counters[MAC1] == (1, 0)
 
 
+def test_signing_in_again_after_a_move_forgets_the_moved_counter() -> None:
+    h = Harness()
+    h.started()
+    signed_in(h, (MAC1, "192.0.2.10"))
+    with capturedLogs():
+        h.firewall.addresses_changed(lambda mac: frozenset({"192.0.2.33"}))
+    h.clock.advance(0.1)
+    h.only_nft().finish(0)
+    h.authorize(MAC1, "192.0.2.50")
+    h.clock.advance(0.1)
+    text = h.only_nft().text
+    assert "delete element inet portald bytes_to_client4 { 192.0.2.33 }" in text
+    assert "192.0.2.10" not in text
+
+
+def test_a_reading_never_goes_down_while_a_move_is_on_its_way() -> None:
+    # A sample read between the move and its batch: the last reading, not 0
+    # (the limits would take 0 for a reset and count the 4000 twice).
+    h = Harness()
+    h.started()
+    signed_in(h, (MAC1, "192.0.2.10"))
+    assert read(h, {"192.0.2.10": 4000})[MAC1] == (1, 4000)
+    with capturedLogs():
+        h.firewall.addresses_changed(lambda mac: frozenset({"192.0.2.33"}))
+    assert read(h, {"192.0.2.10": 4100})[MAC1] == (1, 4000)  # the batch has not run
+    h.clock.advance(0.1)
+    h.only_nft().finish(0)
+    assert read(h, {"192.0.2.33": 4500})[MAC1] == (1, 4500)
+
+
 def test_walled_garden_answers_open_addresses_for_their_ttl() -> None:
     h = Harness(FULL_YAML)
     h.started()

@@ -177,15 +177,16 @@ class NftablesFirewall(Service):
 
     def session_started(self, session: Session) -> None:
         previous = self._installed.get(session.mac)
-        if previous is not None:
-            self._let_go(self._counted_at(previous), session.mac)
+        counted_before = self._counted_at(previous) if previous is not None else None
+        if counted_before is not None:
+            self._let_go(counted_before, session.mac)
         self._moved.pop(session.mac, None)
         self._downloaded.pop(session.mac, None)
         self._installed[session.mac] = session
         lines: list[str] = []
-        if previous is not None and self._counted_at(previous) != session.ip:
-            old_ip = _ip(self._counted_at(previous))
-            if old_ip is not None and str(old_ip) not in self._owner:
+        if counted_before is not None and counted_before != session.ip:
+            old_ip = _ip(counted_before)
+            if old_ip is not None and counted_before not in self._owner:
                 lines += ruleset.forget_counter(self.plan, old_ip)
         new_ip = _ip(session.ip)
         if new_ip is not None:
@@ -248,12 +249,15 @@ class NftablesFirewall(Service):
             new_ip = _ip(new)
             if new_ip is None:
                 continue
-            log.info(
-                "{mac} moved from {old} to {new}: its downloads are counted there",
-                mac=mac,
-                old=counted,
-                new=new,
-            )
+            if new == counted:
+                log.info("{mac} is at {new} again: its downloads are counted there", mac=mac, new=new)
+            else:
+                log.info(
+                    "{mac} moved from {old} to {new}: its downloads are counted there",
+                    mac=mac,
+                    old=counted,
+                    new=new,
+                )
             old_ip = _ip(counted)
             if self._let_go(counted, mac) and old_ip is not None:
                 lines += ruleset.forget_counter(self.plan, old_ip)
@@ -322,7 +326,13 @@ class NftablesFirewall(Service):
                 at = self._counted_at(session)
                 # An address's counter is its owner's alone.
                 received = state.to_client.get(at) if self._owner.get(at) == mac else None
-                if received is not None:
+                if received is None:
+                    # Not counted anywhere right now (its address taken, or
+                    # its new counter not in the kernel yet): its last
+                    # reading, so that the reading never goes down (which
+                    # the limits would take for a reset, and count twice).
+                    received = self._downloaded.get(mac)
+                else:
                     self._downloaded[mac] = received
                 result[mac] = (sent.bytes, received.bytes if received else 0)
             return result
