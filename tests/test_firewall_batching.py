@@ -331,18 +331,44 @@ def test_a_client_back_with_another_address_has_its_old_counter_removed() -> Non
     assert text.rstrip().endswith("add element inet portald bytes_to_client4 { 192.0.2.11 }")
 
 
+def signed_in(h: Harness, *clients: tuple[str, str]) -> None:
+    """Sign C{clients} (MAC, address) in, one clock tick apart, and let the batches and flushes finish."""
+    for mac, ip in clients:
+        h.authorize(mac, ip)
+        h.clock.advance(1)
+        for _ in range(2):  # the batch, then the flush it starts
+            for invocation in h.runner.running():
+                invocation.finish(0)
+            h.clock.advance(0)
+
+
+def read(h: Harness, downloads: dict[str, int]) -> dict:
+    d = h.firewall.read_counters()
+    h.only_nft().finish(
+        0,
+        stdout=kernel_json(
+            {
+                "bytes_from_client": [counted(m, 1, 1) for m in (MAC1, MAC2, MAC3)],
+                "bytes_to_client4": [counted(ip, n // 100, n) for ip, n in downloads.items()],
+            }
+        ),
+    )
+    return d.result
+
+
+def moved_to(h: Harness, *addresses: str) -> None:
+    """Every signed-in device's lease is now at C{addresses}; the batch is due."""
+    with capturedLogs():
+        h.firewall.addresses_changed(lambda mac: frozenset(addresses))
+    h.clock.advance(0.1)
+
+
 def test_an_address_handed_on_to_another_signed_in_device_keeps_its_counter() -> None:
     # MAC1 signed in at .10, then got another address; MAC2 got .10 and
     # signed in.  MAC1's logout must not take MAC2's counter or connections.
     h = Harness()
     h.started()
-    h.authorize(MAC1, "192.0.2.10")
-    h.authorize(MAC2, "192.0.2.10")
-    h.clock.advance(0)
-    h.only_nft().finish(0)
-    h.clock.advance(0)
-    for flush in h.conntrack_running():
-        flush.finish(0)
+    signed_in(h, (MAC1, "192.0.2.10"), (MAC2, "192.0.2.10"))
     # Downloads to .10 are MAC2's, not the older session's too.
     d = h.firewall.read_counters()
     h.only_nft().finish(
@@ -371,12 +397,7 @@ def test_an_address_handed_on_to_another_signed_in_device_keeps_its_counter() ->
 def test_a_signed_in_device_that_moves_is_counted_at_its_new_address() -> None:
     h = Harness()
     h.started()
-    h.authorize(MAC1, "192.0.2.10")
-    h.clock.advance(0)
-    h.only_nft().finish(0)
-    h.clock.advance(0)
-    for flush in h.conntrack_running():
-        flush.finish(0)
+    signed_in(h, (MAC1, "192.0.2.10"))
     where = {MAC1: frozenset({"192.0.2.10"})}
     h.firewall.addresses_changed(lambda mac: where.get(mac, frozenset()))
     h.clock.advance(0.1)
@@ -416,15 +437,8 @@ def test_a_signed_in_device_that_moves_is_counted_at_its_new_address() -> None:
 def test_a_whole_load_counts_a_moved_device_at_its_new_address() -> None:
     h = Harness()
     h.started()
-    h.authorize(MAC1, "192.0.2.10")
-    h.clock.advance(0)
-    h.only_nft().finish(0)
-    h.clock.advance(0)
-    for flush in h.conntrack_running():
-        flush.finish(0)
-    with capturedLogs():
-        h.firewall.addresses_changed(lambda mac: frozenset({"192.0.2.33"}))
-    h.clock.advance(0.1)
+    signed_in(h, (MAC1, "192.0.2.10"))
+    moved_to(h, "192.0.2.33")
     h.only_nft().finish(0)
     h.clock.advance(0)
     h.firewall.reload()
@@ -434,39 +448,12 @@ def test_a_whole_load_counts_a_moved_device_at_its_new_address() -> None:
     assert "192.0.2.33" in load and "192.0.2.10" not in load
 
 
-def signed_in(h: Harness, *clients: tuple[str, str]) -> None:
-    """Sign C{clients} (MAC, address) in, one clock tick apart, and let the batches and flushes finish."""
-    for mac, ip in clients:
-        h.authorize(mac, ip)
-        h.clock.advance(1)
-        for _ in range(2):  # the batch, then the flush it starts
-            for invocation in h.runner.running():
-                invocation.finish(0)
-            h.clock.advance(0)
-
-
-def read(h: Harness, downloads: dict[str, int]) -> dict:
-    d = h.firewall.read_counters()
-    h.only_nft().finish(
-        0,
-        stdout=kernel_json(
-            {
-                "bytes_from_client": [counted(m, 1, 1) for m in (MAC1, MAC2, MAC3)],
-                "bytes_to_client4": [counted(ip, n // 100, n) for ip, n in downloads.items()],
-            }
-        ),
-    )
-    return d.result
-
-
 def test_a_move_carries_the_download_counter_and_logout_flushes_the_new_address() -> None:
     h = Harness()
     h.started()
     signed_in(h, (MAC1, "192.0.2.10"))
     assert read(h, {"192.0.2.10": 4000})[MAC1] == (1, 4000)
-    with capturedLogs():
-        h.firewall.addresses_changed(lambda mac: frozenset({"192.0.2.33"}))
-    h.clock.advance(0.1)
+    moved_to(h, "192.0.2.33")
     batch = h.only_nft().text
     assert "add element inet portald bytes_to_client4 { 192.0.2.33 counter packets 40 bytes 4000 }" in batch
     h.only_nft().finish(0)
@@ -507,9 +494,7 @@ def test_signing_in_again_after_a_move_forgets_the_moved_counter() -> None:
     h = Harness()
     h.started()
     signed_in(h, (MAC1, "192.0.2.10"))
-    with capturedLogs():
-        h.firewall.addresses_changed(lambda mac: frozenset({"192.0.2.33"}))
-    h.clock.advance(0.1)
+    moved_to(h, "192.0.2.33")
     h.only_nft().finish(0)
     h.authorize(MAC1, "192.0.2.50")
     h.clock.advance(0.1)
