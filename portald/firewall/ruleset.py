@@ -120,7 +120,11 @@ def _chain(name: str, comment: str, rules: Sequence[str], hook: str = "") -> str
 
 
 def _counted(value: str, counter: Counter) -> str:
-    return f"{value} counter packets {counter.packets} bytes {counter.bytes}"
+    return value + _counter_suffix(counter)
+
+
+def _counter_suffix(counter: Counter) -> str:
+    return f" counter packets {counter.packets} bytes {counter.bytes}"
 
 
 def _family_set(address: IPAddress, v4: str, v6: str) -> str:
@@ -347,10 +351,7 @@ def count_to(plan: FirewallPlan, ip: IPAddress, start: Counter | None = None) ->
     Count traffic to C{ip} from C{start} (a signed-in client's new address,
     carrying on from what its old one had counted).
     """
-    value = str(ip) if start is None else _counted(str(ip), start)
-    return _replace(plan, _to_client_set(ip), str(ip))[:2] + [
-        f"add element {plan.qualified_table} {_to_client_set(ip)} {{ {value} }}"
-    ]
+    return _replace(plan, _to_client_set(ip), str(ip), "" if start is None else _counter_suffix(start))
 
 
 def forget_counter(plan: FirewallPlan, ip: IPAddress) -> list[str]:

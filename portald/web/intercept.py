@@ -95,12 +95,10 @@ class Interception:
         self.counts: Counter[Answer] = Counter()
         self.log = InterceptLog(clock)
         self._clock = clock
-        # Hot-path memos: Host header -> "is it the portal?", and the links
-        # signed this second (a token carries its second, so a link signed
-        # again within it would be the same).
+        # Hot-path memos: Host header -> "is it the portal?", and this
+        # second's answers to captive clients (a link's token carries its
+        # second, so an answer made again within it would be the same).
         self._portal_host_memo: dict[bytes, bool] = {}
-        self._links: dict[tuple[str, str], str] = {}
-        self._links_second = -1
         self._answers: dict[tuple[str, bytes, bytes], tuple[str | None, Response]] = {}
         self._answers_second = -1
         self._network_auth = Prerendered(
@@ -132,17 +130,7 @@ class Interception:
         """The portal's URL, carrying C{destination} signed for this client only."""
         if destination is None:
             return self.portal_url
-        second = int(self._clock.seconds())
-        if second != self._links_second:
-            self._links.clear()
-            self._links_second = second
-        key = (client_ip, destination)
-        link = self._links.get(key)
-        if link is None:
-            link = f"{self.portal_url}?{NEXT}={self._signer.sign(NEXT, client_ip, destination)}"
-            if len(self._links) < 1024:
-                self._links[key] = link
-        return link
+        return f"{self.portal_url}?{NEXT}={self._signer.sign(NEXT, client_ip, destination)}"
 
     def destination(self, client_ip: str, token: str | None) -> str | None:
         """The URL a C{next} token carries, if it is genuine and was issued to this client."""
