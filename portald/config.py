@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import attrs
 import yaml
 
-from portald.clients import InvalidMAC, normalise_mac
+from portald.addresses import InvalidMAC, normalise_mac
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-from portald.clients import AuthorizationTable, EndReason, IAuthorizationObserver, Session
+from portald.table import AuthorizationTable, EndReason, IAuthorizationObserver, Session
 
 log = Logger()
 

@@ -24,7 +24,7 @@ import attrs
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from portald.clients import EndReason, ISessionJournal, Session
+from portald.table import EndReason, ISessionJournal, Session
 
 log = Logger()
 

@@ -18,13 +18,14 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from portald import __version__
-from portald.clients import AuthorizationTable, Neighbours, SessionLog
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from portald.dns import DNSService
+from portald.dns.server import DNSService
 from portald.firewall import make_firewall
-from portald.leasewatch import LeaseWatcher, make_notifier, watched_files
+from portald.leases.watcher import LeaseWatcher, make_notifier, watched_files
 from portald.limits import ActivityTracker, SessionLimits
+from portald.neighbours import Neighbours
 from portald.store import SessionStore, StoreError
+from portald.table import AuthorizationTable, SessionLog
 from portald.web.service import web_service
 from portald.welcome import WelcomeService
 

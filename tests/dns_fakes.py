@@ -15,9 +15,10 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.names import dns
 
-from portald.clients import AuthorizationTable, Neighbours
 from portald.config import Config, parse_config
-from portald.dns import DNSService
+from portald.dns.server import DNSService
+from portald.neighbours import Neighbours
+from portald.table import AuthorizationTable
 
 PORTAL = "192.0.2.1"
 CLIENT = ("192.0.2.10", 40000)

@@ -7,8 +7,9 @@ import pytest
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
-from portald.auth import AccessCode, AuthResult, ClickThrough, Credentials, IAuthenticator, authenticator_for
+from portald.auth.interface import AuthResult, Credentials, IAuthenticator
 from portald.auth.limits import AttemptLimiter
+from portald.auth.methods import AccessCode, ClickThrough, authenticator_for
 
 from .web_support import make_config
 

@@ -7,17 +7,9 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from portald.clients import (
-    AuthorizationTable,
-    EndReason,
-    IAuthorizationObserver,
-    InvalidMAC,
-    Neighbours,
-    Session,
-    SessionLog,
-    normalise_ip,
-    normalise_mac,
-)
+from portald.addresses import InvalidMAC, normalise_ip, normalise_mac
+from portald.neighbours import Neighbours
+from portald.table import AuthorizationTable, EndReason, IAuthorizationObserver, Session, SessionLog
 
 MAC = "02:00:00:aa:bb:cc"
 OTHER = "02:00:00:dd:ee:ff"

@@ -11,8 +11,8 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.names import dns
 
-from portald.clients import EndReason
-from portald.dnswire import parse_simple_query
+from portald.dns.wire import parse_simple_query
+from portald.table import EndReason
 from tests.dns_fakes import (
     CLIENT,
     CLIENT_MAC,

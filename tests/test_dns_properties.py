@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from twisted.names import dns
 
-from portald.dns import Malformed, Unanswerable, decode_query
+from portald.dns.server import Malformed, Unanswerable, decode_query
 from tests.dns_fakes import (
     CLIENT,
     OTHER,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.names import dns
 
-from portald.dnswire import SimpleQuery, parse_simple_query, udp_limit
+from portald.dns.wire import SimpleQuery, parse_simple_query, udp_limit
 from tests.dns_fakes import query
 
 

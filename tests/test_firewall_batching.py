@@ -13,11 +13,11 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
-from portald.clients import AuthorizationTable, EndReason, Session
 from portald.firewall import ruleset
 from portald.firewall.interface import IFirewall
 from portald.firewall.nftables import NftablesFirewall
 from portald.limits import CountersUnavailable
+from portald.table import AuthorizationTable, EndReason, Session
 from tests.fake_runner import FakeRunner, Invocation
 from tests.firewall_plans import FULL_YAML, MINIMAL_YAML, config
 

@@ -24,11 +24,11 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from portald.clients import AuthorizationTable, EndReason
 from portald.config import parse_config
 from portald.firewall import ruleset
 from portald.firewall.nftables import NftablesFirewall
 from portald.firewall.process import SpawnedProcessRunner
+from portald.table import AuthorizationTable, EndReason
 from tests import firewall_netns as netns
 
 pytestmark = pytest.mark.lab

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portald.leases import PARSERS, Lease, parse_dnsmasq, parse_isc_dhcpd, parse_kea
+from portald.leases.formats import PARSERS, Lease, parse_dnsmasq, parse_isc_dhcpd, parse_kea
 
 NOW = 1_795_581_800.0  # 2026-11-25 04:43:20 UTC
 

@@ -1,5 +1,5 @@
 """
-``python -m portald.leasetool``: the real watcher on the real reactor and
+``python -m portald.cli.leases``: the real watcher on the real reactor and
 inotify, in a child process, on files in a tmp dir (no root needed).
 
 Every wait is bounded; with the poll set to 60 s, a change seen within the
@@ -22,7 +22,7 @@ LINE = "0 02:00:00:00:00:{n:02x} 192.0.2.{n} phone-{n} *\n"
 
 def run_once(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "portald.leasetool", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "portald.cli.leases", *args], capture_output=True, text=True, timeout=60
     )
 
 
@@ -35,7 +35,7 @@ class Follower:
                 [
                     sys.executable,
                     "-m",
-                    "portald.leasetool",
+                    "portald.cli.leases",
                     "--follow",
                     "--json",
                     "--poll-interval",

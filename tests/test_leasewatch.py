@@ -10,9 +10,9 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.filepath import FilePath
 
-from portald.clients import Neighbours
-from portald.leases import Lease
-from portald.leasewatch import LeaseWatcher, WatchedFile, read_proc_net_arp
+from portald.leases.formats import Lease
+from portald.leases.watcher import LeaseWatcher, WatchedFile, read_proc_net_arp
+from portald.neighbours import Neighbours
 
 NOW = 1_795_581_800
 DEBOUNCE = 0.1

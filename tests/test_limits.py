@@ -9,8 +9,8 @@ from twisted.logger import capturedLogs, formatEvent
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from portald.clients import AuthorizationTable, EndReason, IAuthorizationObserver, Session
 from portald.limits import ActivityTracker, CountersUnavailable, ITrafficSource, SessionLimits
+from portald.table import AuthorizationTable, EndReason, IAuthorizationObserver, Session
 
 MAC = "02:00:00:aa:bb:cc"
 OTHER = "02:00:00:dd:ee:ff"

@@ -13,8 +13,8 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
-from portald.clients import AuthorizationTable, EndReason, Session
 from portald.store import SCHEMA_VERSION, SessionStore, StoreError, export
+from portald.table import AuthorizationTable, EndReason, Session
 
 MAC = "02:00:00:aa:bb:cc"
 OTHER = "02:00:00:dd:ee:ff"
@@ -217,7 +217,7 @@ def test_expired_sessions_that_cannot_be_closed_are_left_for_a_later_start(path:
 
 
 def test_export_command(path: Path, clock: Clock, capsys: pytest.CaptureFixture[str]) -> None:
-    from portald.export import main
+    from portald.cli.export import main
 
     table, store = table_with_store(path, clock)
     table.authorize(MAC, ip="192.0.2.10", method="click-through", duration=60)
@@ -233,7 +233,7 @@ def test_export_command(path: Path, clock: Clock, capsys: pytest.CaptureFixture[
 def test_export_never_writes_the_database(
     path: Path, clock: Clock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from portald.export import main
+    from portald.cli.export import main
 
     table, store = table_with_store(path, clock)
     table.authorize(MAC, ip="192.0.2.10", method="click-through", duration=60)

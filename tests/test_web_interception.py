@@ -7,8 +7,8 @@ import re
 import pytest
 from twisted.logger import globalLogPublisher
 
-from portald.clients import EndReason
 from portald.config import DEFAULT_PROBES
+from portald.table import EndReason
 from portald.web.intercept import Answer
 
 from .web_support import CLIENT_IP, CLIENT_MAC, STRANGER_IP, WebHarness, make_config, parse_replies

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import attrs
 import pytest
 
-from portald.clients import EndReason
+from portald.table import EndReason
 
 from .web_support import CLIENT_IP, CLIENT_MAC, OTHER_IP, STRANGER_IP, WebHarness, make_config
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from portald.clients import EndReason
 from portald.config import load_config
 from portald.limits import ActivityTracker, SessionLimits
 from portald.store import SessionStore
+from portald.table import EndReason
 from portald.tap import build_service
 from portald.web.pages import describe_allowance, describe_ending, describe_period
 

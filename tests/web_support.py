@@ -11,9 +11,10 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from portald.clients import AuthorizationTable, Neighbours
 from portald.config import Config, parse_config
+from portald.neighbours import Neighbours
 from portald.store import SessionStore
+from portald.table import AuthorizationTable
 from portald.web.service import PortalWeb
 
 CLIENT_IP = "192.0.2.10"

@@ -6,7 +6,7 @@ Enforcement in the kernel: L{IFirewall} and its backends.
 * L{portald.firewall.none.NoFirewall}: nothing in the kernel (development,
   DNS-only deployments).
 
-Both are observers of the L{portald.clients.AuthorizationTable}; the table
+Both are observers of the L{portald.table.AuthorizationTable}; the table
 never knows about them.  L{make_firewall} picks one from the configuration.
 """
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from portald.clients import AuthorizationTable
 from portald.config import Config
 from portald.firewall.interface import IFirewall
+from portald.table import AuthorizationTable
 
 
 def make_firewall(config: Config, table: AuthorizationTable, reactor: Any) -> IFirewall:

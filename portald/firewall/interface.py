@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute
 
-from portald.clients import IAuthorizationObserver
 from portald.limits import Counters
+from portald.table import IAuthorizationObserver
 
 
 class IFirewall(IAuthorizationObserver):

@@ -25,13 +25,13 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from portald.clients import AuthorizationTable, EndReason, Session
 from portald.config import Config, IPAddress
 from portald.firewall import ruleset
 from portald.firewall.interface import IFirewall
 from portald.firewall.kernelstate import KernelState, UnreadableState, parse_kernel_state
 from portald.firewall.process import IProcessRunner, ProcessResult
 from portald.limits import Counters, CountersUnavailable, ITrafficSource
+from portald.table import AuthorizationTable, EndReason, Session
 
 log = Logger()
 

@@ -8,9 +8,9 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from portald.clients import EndReason, Session
 from portald.firewall.interface import IFirewall
 from portald.limits import Counters
+from portald.table import EndReason, Session
 
 
 @implementer(IFirewall)

@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from twisted.web.server import Site
 
-from portald.clients import normalise_ip
+from portald.addresses import normalise_ip
 from portald.web.intercept import Answer, Interception, Response
 
 # A head larger than this is not a probe: twisted.web gets it, with its limits.

@@ -13,8 +13,9 @@ from collections import Counter
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from portald.clients import AuthorizationTable, Neighbours
 from portald.config import Config, ProbeRule
+from portald.neighbours import Neighbours
+from portald.table import AuthorizationTable
 from portald.web.interceptlog import InterceptLog, tally
 from portald.web.pages import Prerendered
 from portald.web.security import COMMON_HEADERS, HTML, INTERCEPT_CSP, NO_STORE

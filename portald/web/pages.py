@@ -13,8 +13,8 @@ from typing import Any
 
 from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer, tags
 
-from portald.auth import FormField, IAuthenticator
-from portald.clients import EndReason, Session
+from portald.auth.interface import FormField, IAuthenticator
+from portald.table import EndReason, Session
 from portald.web.theme import Theme
 
 

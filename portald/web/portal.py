@@ -18,11 +18,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.template import Element, renderElement
 
-from portald.auth import AuthResult, Credentials, IAuthenticator
+from portald.addresses import normalise_ip
+from portald.auth.interface import AuthResult, Credentials, IAuthenticator
 from portald.auth.limits import AttemptLimiter
-from portald.clients import AuthorizationTable, EndReason, Neighbours, normalise_ip
 from portald.config import Config
+from portald.neighbours import Neighbours
 from portald.store import StoreError
+from portald.table import AuthorizationTable, EndReason
 from portald.web.intercept import NEXT, Answer, Interception
 from portald.web.pages import LandingBody, Layout, MessageBody, StatusBody, describe_duration, describe_ending
 from portald.web.security import COMMON_HEADERS, HTML, NO_STORE, PORTAL_CSP

@@ -10,9 +10,10 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from portald.auth import authenticator_for
-from portald.clients import AuthorizationTable, Neighbours
+from portald.auth.methods import authenticator_for
 from portald.config import Config
+from portald.neighbours import Neighbours
+from portald.table import AuthorizationTable
 from portald.web.frontdoor import FrontDoorFactory
 from portald.web.intercept import Interception
 from portald.web.portal import LastEnding, Portal, PortalRoot, Usage

@@ -2,7 +2,7 @@
 Real DHCP servers write the lease files; the real watcher follows them.
 
 dnsmasq, ISC dhcpd and Kea each serve a client namespace running dhclient.
-The watcher (``python -m portald.leasetool --follow``: the LeaseWatcher on
+The watcher (``python -m portald.cli.leases --follow``: the LeaseWatcher on
 the real reactor with inotify) runs in the gateway; its poll is set to 30 s
 so that only inotify can deliver within the 1 s the issue asks for.  The
 measured lease -> map latency (from the server's write of the lease file to
@@ -35,7 +35,7 @@ class FollowedLeases:
             [
                 sys.executable,
                 "-m",
-                "portald.leasetool",
+                "portald.cli.leases",
                 "--follow",
                 "--json",
                 "--poll-interval",

@@ -1,6 +1,6 @@
 """
-Who is on the network and who may pass: the one authorization table
-(MAC -> Session) and the IP <-> MAC map it is consulted through.
+Who may pass: the one authorization table (MAC -> Session), the centre of
+portald.  Devices are found behind an IP through L{portald.neighbours}.
 
 The table knows nothing about DNS, HTTP or nftables.  Everything else either
 asks it (DNS, web) or observes it (firewall, store, metrics) through
@@ -10,52 +10,16 @@ L{IAuthorizationObserver}.
 from __future__ import annotations
 
 import enum
-import ipaddress
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
+from portald.addresses import normalise_mac
+
 log = Logger()
-
-
-class InvalidMAC(ValueError):
-    """Text that is not a MAC address."""
-
-
-_MAC = re.compile(r"[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
-
-
-def normalise_mac(text: str) -> str:
-    """
-    Return C{text} as a lower-case, colon-separated MAC address.
-
-    Accepts the two spellings DHCP servers and kernels write (``:`` or ``-``
-    between six two-digit hex groups); anything else is rejected, so that a
-    MAC is normalised once at the edge and compared as a plain string after.
-
-    @raise InvalidMAC: if C{text} is not a MAC address.
-    """
-    candidate = text.strip().lower()
-    if not _MAC.fullmatch(candidate):
-        raise InvalidMAC(f"not a MAC address: {text!r}")
-    return candidate.replace("-", ":")
-
-
-def normalise_ip(text: str) -> str:
-    """
-    Return C{text} as the canonical text of an IP address (IPv4-mapped IPv6
-    addresses, as a dual-stack socket reports IPv4 peers, become IPv4).
-
-    @raise ValueError: if C{text} is not an IP address.
-    """
-    address = ipaddress.ip_address(text.strip())
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return str(address)
 
 
 class EndReason(enum.Enum):
@@ -281,37 +245,3 @@ class AuthorizationTable:
     def _expire(self, mac: str) -> None:
         self._expiry_calls.pop(mac, None)
         self.deauthorize(mac, EndReason.EXPIRED)
-
-
-class Neighbours:
-    """
-    Which MAC is behind which IP right now.
-
-    Replaced atomically from a snapshot (the lease watcher's merged view), so
-    a lookup never sees half of an update.  An IP maps to exactly one MAC; a
-    MAC may hold several IPs (IPv4 and IPv6, or two leases).
-    """
-
-    def __init__(self) -> None:
-        self._mac_by_ip: dict[str, str] = {}
-        self._ips_by_mac: dict[str, frozenset[str]] = {}
-
-    def replace(self, mac_by_ip: Mapping[str, str]) -> None:
-        """Make C{mac_by_ip} (normalised IP -> normalised MAC) the whole map."""
-        ips_by_mac: dict[str, set[str]] = {}
-        for ip, mac in mac_by_ip.items():
-            ips_by_mac.setdefault(mac, set()).add(ip)
-        self._mac_by_ip = dict(mac_by_ip)
-        self._ips_by_mac = {mac: frozenset(ips) for mac, ips in ips_by_mac.items()}
-
-    def mac_for(self, ip: str) -> str | None:
-        return self._mac_by_ip.get(ip)
-
-    def ips_for(self, mac: str) -> frozenset[str]:
-        return self._ips_by_mac.get(mac, frozenset())
-
-    def snapshot(self) -> dict[str, str]:
-        return dict(self._mac_by_ip)
-
-    def __len__(self) -> int:
-        return len(self._mac_by_ip)

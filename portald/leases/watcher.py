@@ -2,7 +2,7 @@
 The lease watcher: keeps L{Neighbours} equal to what the DHCP servers' lease
 files say, within a debounce interval of each change.
 
-Kept apart from the parsers (L{portald.leases}), which are pure functions of
+Kept apart from the parsers (L{portald.leases.formats}), which are pure functions of
 text: this module is the part with a clock, files and inotify.
 
 * Each lease file's *directory* is watched with inotify: a watch on the file
@@ -40,9 +40,10 @@ from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 from zope.interface import Interface, implementer
 
-from portald.clients import InvalidMAC, Neighbours, normalise_ip, normalise_mac
+from portald.addresses import InvalidMAC, normalise_ip, normalise_mac
 from portald.config import LeaseSource
-from portald.leases import PARSERS, Lease, ParseProblem
+from portald.leases.formats import PARSERS, Lease, ParseProblem
+from portald.neighbours import Neighbours
 
 log = Logger()
 

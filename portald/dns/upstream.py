@@ -19,8 +19,8 @@ from twisted.names import dns
 from twisted.python.failure import Failure
 
 from portald.config import Endpoint
-from portald.dnscache import AnswerCache, CachedAnswer, CacheKey
-from portald.dnswire import EDNS_UDP_SIZE, HEADER, RCODE_NOERROR, RCODE_NXDOMAIN
+from portald.dns.cache import AnswerCache, CachedAnswer, CacheKey
+from portald.dns.wire import EDNS_UDP_SIZE, HEADER, RCODE_NOERROR, RCODE_NXDOMAIN
 
 log = Logger()
 

@@ -17,7 +17,7 @@ from io import BytesIO
 import attrs
 from twisted.names import dns
 
-from portald.dnswire import RCODE_NOERROR, RCODE_NXDOMAIN, skip_name
+from portald.dns.wire import RCODE_NOERROR, RCODE_NXDOMAIN, skip_name
 
 CacheKey = tuple[bytes, int, int]  # lower-cased name, type, class
 _TTL = struct.Struct("!I")

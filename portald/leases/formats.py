@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import attrs
 
-from portald.clients import InvalidMAC, normalise_ip, normalise_mac
+from portald.addresses import InvalidMAC, normalise_ip, normalise_mac
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 

@@ -5,7 +5,7 @@ answer directly from bytes, without twisted.names' object model.
 Only the common case is handled here: one question, class IN, no answer or
 authority records, at most one additional record which must be a version-0
 EDNS OPT.  Anything else returns C{None} and goes down the full
-twisted.names path in L{portald.dns}, which is the reference: the property
+twisted.names path in L{portald.dns.server}, which is the reference: the property
 tests check that both paths give the same answers.
 """
 

@@ -39,10 +39,11 @@ from twisted.names.server import DNSServerFactory
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from portald.clients import AuthorizationTable, Neighbours, normalise_ip
+from portald.addresses import normalise_ip
 from portald.config import Config
-from portald.dnscache import AnswerCache, CachedAnswer
-from portald.dnswire import (
+from portald.dns.cache import AnswerCache, CachedAnswer
+from portald.dns.upstream import Forwarder
+from portald.dns.wire import (
     EDNS_FLAG_DO,
     EDNS_UDP_SIZE,
     FLAG_QR,
@@ -66,7 +67,8 @@ from portald.dnswire import (
     response_flags,
     udp_limit,
 )
-from portald.upstream import Forwarder
+from portald.neighbours import Neighbours
+from portald.table import AuthorizationTable
 
 log = Logger()
 

@@ -1,7 +1,7 @@
 """
-``python -m portald.export``: every authorization and its end, as CSV or JSON.
+``python -m portald.cli.export``: every authorization and its end, as CSV or JSON.
 
-    python -m portald.export --database /var/lib/portald/sessions.sqlite3 --format csv
+    python -m portald.cli.export --database /var/lib/portald/sessions.sqlite3 --format csv
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from portald.store import SessionStore, StoreError, export
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m portald.export", description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(prog="python -m portald.cli.export", description=__doc__.splitlines()[1])
     parser.add_argument("--database", type=Path, default=Path("/var/lib/portald/sessions.sqlite3"))
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     args = parser.parse_args(argv)

@@ -1,8 +1,8 @@
 """
-``python -m portald.leasetool``: what portald reads from lease files.
+``python -m portald.cli.leases``: what portald reads from lease files.
 
-    python -m portald.leasetool dnsmasq /var/lib/misc/dnsmasq.leases
-    python -m portald.leasetool --follow isc-dhcpd /var/lib/dhcp/dhcpd.leases kea /var/lib/kea/kea-leases4.csv
+    python -m portald.cli.leases dnsmasq /var/lib/misc/dnsmasq.leases
+    python -m portald.cli.leases --follow isc-dhcpd /var/lib/dhcp/dhcpd.leases kea /var/lib/kea/kea-leases4.csv
 
 Without ``--follow``: the active leases, once.  With it: the real
 L{LeaseWatcher} (inotify, debounce, polling), printing the whole merged map
@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from portald.clients import Neighbours
-from portald.leases import PARSERS, Lease
-from portald.leasewatch import LeaseWatcher, WatchedFile, make_notifier
+from portald.leases.formats import PARSERS, Lease
+from portald.leases.watcher import LeaseWatcher, WatchedFile, make_notifier
+from portald.neighbours import Neighbours
 
 
 def _expiry(lease: Lease) -> str:
@@ -53,7 +53,7 @@ def leases_json(leases: Mapping[str, Lease]) -> str:
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m portald.leasetool",
+        prog="python -m portald.cli.leases",
         description="Show the active leases portald reads from lease files.",
     )
     parser.add_argument("--follow", action="store_true", help="keep watching; print the map on every change")

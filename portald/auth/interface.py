@@ -1,0 +1,68 @@
+"""
+What a way in looks like to the portal: the form it shows and how it
+checks what came back (L{IAuthenticator}), with the value types it passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+from twisted.internet.defer import Deferred
+from zope.interface import Attribute, Interface
+
+
+@attrs.frozen
+class FormField:
+    """One input of the login form; C{kind} is an HTML input type."""
+
+    name: str
+    label: str
+    kind: str  # "checkbox", "text" or "password"
+    autocomplete: str = "off"
+
+
+@attrs.frozen
+class Credentials:
+    """What a login attempt carries: who asks, and the form's fields."""
+
+    mac: str
+    ip: str
+    fields: Mapping[str, str]
+
+
+@attrs.frozen
+class AuthResult:
+    """
+    The verdict on one attempt.  C{message} says what was wrong (shown on the
+    form); C{counts} is whether a failure counts against the attempt limit
+    (a guessed code does, a forgotten tick box does not).
+    """
+
+    ok: bool
+    message: str = ""
+    user: str | None = None
+    counts: bool = True
+
+    @classmethod
+    def success(cls, user: str | None = None) -> AuthResult:
+        return cls(True, user=user)
+
+    @classmethod
+    def failure(cls, message: str, *, counts: bool = True) -> AuthResult:
+        return cls(False, message, counts=counts)
+
+
+class IAuthenticator(Interface):
+    """A way to sign in."""
+
+    name = Attribute("The method's name, recorded on the session (str).")
+    fields = Attribute("The form's inputs, in order (tuple of FormField).")
+    submit_label = Attribute("The text of the form's button (str).")
+
+    def authenticate(credentials: Credentials) -> Deferred[AuthResult]:
+        """
+        Check one attempt.  Asynchronous, so that methods that ask another
+        server (RADIUS) fit the same shape; never fails, a refusal is an
+        L{AuthResult}.
+        """

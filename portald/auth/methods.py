@@ -1,0 +1,76 @@
+"""
+The ways in that need nothing outside portald: click-through (accept the
+terms) and an access code (a room number, the code of the day).
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from portald.auth.interface import AuthResult, Credentials, FormField, IAuthenticator
+from portald.config import Config
+
+ACCEPT_FIELD = "accept"
+
+
+@implementer(IAuthenticator)
+class ClickThrough:
+    """Accept the terms, and pass."""
+
+    name = "click-through"
+    fields = (FormField(ACCEPT_FIELD, "I accept the terms of use", "checkbox"),)
+    submit_label = "Connect"
+
+    def authenticate(self, credentials: Credentials) -> Deferred[AuthResult]:
+        if credentials.fields.get(ACCEPT_FIELD) != "yes":
+            return succeed(AuthResult.failure("Please tick the box to accept the terms.", counts=False))
+        return succeed(AuthResult.success())
+
+
+CODE_FIELD = "code"
+
+
+@implementer(IAuthenticator)
+class AccessCode:
+    """
+    One of a list of shared codes (a password of the day, room numbers).
+    Codes are compared without regard to case or surrounding spaces, since
+    they are read off a card or a receipt and typed on a phone.
+    """
+
+    name = "access-code"
+    fields = (FormField(CODE_FIELD, "Access code", "text"),)
+    submit_label = "Connect"
+
+    def __init__(self, codes: tuple[str, ...]) -> None:
+        if not codes:
+            raise ValueError("access-code needs at least one code")
+        self._codes = tuple(self._normalise(code).encode("utf-8") for code in codes)
+
+    @staticmethod
+    def _normalise(code: str) -> str:
+        return code.strip().casefold()
+
+    def authenticate(self, credentials: Credentials) -> Deferred[AuthResult]:
+        typed = self._normalise(credentials.fields.get(CODE_FIELD, ""))
+        if not typed:
+            return succeed(AuthResult.failure("Please type the access code.", counts=False))
+        candidate = typed.encode("utf-8")
+        # Compare with every code, in constant time each: no early exit
+        # tells a guesser how close they came or which list entry matched.
+        matched = False
+        for code in self._codes:
+            matched |= hmac.compare_digest(candidate, code)
+        if not matched:
+            return succeed(AuthResult.failure("That code is not valid. Check it and try again."))
+        return succeed(AuthResult.success())
+
+
+def authenticator_for(config: Config) -> IAuthenticator:
+    """The authenticator the configuration asks for."""
+    if config.auth.method == "access-code":
+        return AccessCode(config.auth.codes)
+    return ClickThrough()

@@ -1,0 +1,8 @@
+"""
+Who is behind which IP, as the DHCP server wrote it: parsers of dnsmasq,
+ISC dhcpd and Kea lease files (pure functions of the text, L{formats}) and
+the watcher that follows the files and feeds L{portald.neighbours}.
+
+May import: L{portald.config}, L{portald.neighbours}, L{portald.addresses},
+Twisted.  It never asks the authorization table.
+"""

@@ -1,0 +1,42 @@
+"""
+Which MAC is behind which IP: the map every service identifies a client
+through, fed by the lease watcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class Neighbours:
+    """
+    Which MAC is behind which IP right now.
+
+    Replaced atomically from a snapshot (the lease watcher's merged view), so
+    a lookup never sees half of an update.  An IP maps to exactly one MAC; a
+    MAC may hold several IPs (IPv4 and IPv6, or two leases).
+    """
+
+    def __init__(self) -> None:
+        self._mac_by_ip: dict[str, str] = {}
+        self._ips_by_mac: dict[str, frozenset[str]] = {}
+
+    def replace(self, mac_by_ip: Mapping[str, str]) -> None:
+        """Make C{mac_by_ip} (normalised IP -> normalised MAC) the whole map."""
+        ips_by_mac: dict[str, set[str]] = {}
+        for ip, mac in mac_by_ip.items():
+            ips_by_mac.setdefault(mac, set()).add(ip)
+        self._mac_by_ip = dict(mac_by_ip)
+        self._ips_by_mac = {mac: frozenset(ips) for mac, ips in ips_by_mac.items()}
+
+    def mac_for(self, ip: str) -> str | None:
+        return self._mac_by_ip.get(ip)
+
+    def ips_for(self, mac: str) -> frozenset[str]:
+        return self._ips_by_mac.get(mac, frozenset())
+
+    def snapshot(self) -> dict[str, str]:
+        return dict(self._mac_by_ip)
+
+    def __len__(self) -> int:
+        return len(self._mac_by_ip)
