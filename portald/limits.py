@@ -17,11 +17,11 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from portald.periodic import Periodic
 from portald.table import AuthorizationTable, EndReason, IAuthorizationObserver, Session
 
 log = Logger()
@@ -113,31 +113,29 @@ class Usage:
 
 
 @implementer(IAuthorizationObserver)
-class SessionLimits(Service):
-    """Ends sessions that are idle too long or over their quota."""
+class UsageLedger:
+    """
+    Each session's traffic so far, from the samples: what the store writes
+    when a session ends and what the limits judge by.  No I/O: it is told
+    each reading.
+    """
 
-    name = "session-limits"
-
-    def __init__(
-        self,
-        table: AuthorizationTable,
-        source: ITrafficSource,
-        clock: IReactorTime,
-        interval: float,
-    ) -> None:
-        self._table = table
-        self._source = source
+    def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
-        self._interval = interval
         self._usage: dict[str, Usage] = {}
         self._latest: dict[str, tuple[int, int]] = {}
-        self._loop: LoopingCall | None = None
-        table.add_observer(self)
 
     def usage(self, mac: str) -> tuple[int, int] | None:
         """Bytes (from, to) the client in its current session, if known."""
         usage = self._usage.get(mac)
         return usage.bytes if usage is not None else None
+
+    def __getitem__(self, mac: str) -> Usage | None:
+        return self._usage.get(mac)
+
+    def read(self, counters: Counters) -> None:
+        """Take a reading of the counters: the baseline of sessions that start next."""
+        self._latest = dict(counters)
 
     # --- IAuthorizationObserver ---
 
@@ -151,19 +149,42 @@ class SessionLimits(Service):
     def session_ended(self, session: Session, reason: EndReason) -> None:
         self._usage.pop(session.mac, None)
 
+
+class SessionLimits(Service):
+    """
+    Ends sessions that are idle too long or over their quota, sampling
+    C{source} every C{interval} seconds into C{ledger}.  The ledger must
+    observe the table (the build function subscribes it).
+    """
+
+    name = "session-limits"
+
+    def __init__(
+        self,
+        table: AuthorizationTable,
+        source: ITrafficSource,
+        clock: IReactorTime,
+        interval: float,
+        ledger: UsageLedger,
+    ) -> None:
+        self._table = table
+        self._source = source
+        self._clock = clock
+        self._ledger = ledger
+        self._sampler = Periodic(clock, interval, self.sample)
+
+    def usage(self, mac: str) -> tuple[int, int] | None:
+        """Bytes (from, to) the client in its current session, if known."""
+        return self._ledger.usage(mac)
+
     # --- sampling ---
 
     def startService(self) -> None:
         super().startService()
-        self._loop = LoopingCall(self.sample)
-        self._loop.clock = self._clock
-        self._loop.start(self._interval, now=False).addErrback(
-            lambda failure: log.failure("session limits stopped", failure)
-        )
+        self._sampler.start()
 
     def stopService(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        self._sampler.stop()
         return super().stopService()
 
     def sample(self) -> defer.Deferred[None]:
@@ -183,9 +204,9 @@ class SessionLimits(Service):
 
     def _apply(self, counters: Counters) -> None:
         now = self._clock.seconds()
-        self._latest = dict(counters)
+        self._ledger.read(counters)
         for session in self._table.sessions():
-            usage = self._usage.get(session.mac)
+            usage = self._ledger[session.mac]
             if usage is None:
                 continue
             seen = counters.get(session.mac)

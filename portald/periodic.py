@@ -7,6 +7,9 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+log = Logger()
 
 
 class Periodic:
@@ -30,7 +33,9 @@ class Periodic:
 
     def start(self) -> None:
         if not self._call.running:
-            self._call.start(self.interval, now=self._now)
+            self._call.start(self.interval, now=self._now).addErrback(
+                lambda failure: log.failure("periodic {work!r} stopped", failure, work=self._call.f)
+            )
 
     def stop(self) -> None:
         if self._call.running:

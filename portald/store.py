@@ -99,16 +99,18 @@ class SessionStore:
         held the reactor up for).
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, usage: UsageSource | None = None) -> None:
         self._db = connection
         self.path = path
         self.longest_write = 0.0
-        self.usage: UsageSource | None = None
+        # Where a session's bytes come from when it ends (the usage ledger).
+        self.usage = usage
 
     @classmethod
-    def open(cls, path: Path) -> SessionStore:
+    def open(cls, path: Path, usage: UsageSource | None = None) -> SessionStore:
         """
-        Open (creating if needed) and check the database at C{path}.
+        Open (creating if needed) and check the database at C{path};
+        C{usage} tells the bytes of a session that ends.
 
         @raise StoreError: naming the file and what to do, if it cannot be
             read or written.  Never overwrites a file it could not read.
@@ -139,7 +141,7 @@ class SessionStore:
         except BaseException:
             connection.close()
             raise
-        return cls(connection, path)
+        return cls(connection, path, usage)
 
     @classmethod
     def open_read_only(cls, path: Path) -> SessionStore:

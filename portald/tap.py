@@ -9,27 +9,31 @@ message that names the key instead of failing in the background.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorCore, IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
 
 from portald import __version__
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from portald.dns.server import DNSService
-from portald.firewall import make_firewall
+from portald.firewall.interface import IFirewall
 from portald.leases.watcher import LeaseWatcher, make_notifier, watched_files
-from portald.limits import ActivityTracker, SessionLimits
+from portald.limits import ActivityTracker, SessionLimits, UsageLedger
 from portald.neighbours import Neighbours
 from portald.store import SessionStore, StoreError
-from portald.table import AuthorizationTable, SessionLog
+from portald.table import AuthorizationTable, Session, SessionLog
 from portald.web.service import web_service
 from portald.welcome import WelcomeService
 
 log = Logger()
+
+# The running reactor: portald needs its time, its start and stop, processes
+# (nft) and sockets; it is typed by the first, the one every part takes.
+PortalReactor = IReactorTime
 
 
 class Options(usage.Options):
@@ -66,79 +70,41 @@ class Options(usage.Options):
 
 class PortalService(MultiService):
     """
-    The whole portal: the shared table and neighbour map, and every service
-    that asks or observes them.
+    The whole portal: the shared table, and every service that asks or
+    observes it, as L{build_service} composed them.  Its own work is to put
+    the stored sessions back in the table before any listener answers, and
+    to close the store last.
     """
 
-    def __init__(self, config: Config, reactor: Any) -> None:
+    def __init__(
+        self,
+        *,
+        table: AuthorizationTable,
+        neighbours: Neighbours,
+        store: SessionStore,
+        to_restore: list[Session],
+        activity: ActivityTracker,
+        firewall: IFirewall,
+        limits: SessionLimits,
+        services: list[IService],
+    ) -> None:
         super().__init__()
-        self.config = config
-        self.reactor = reactor
-        # Opened here, before twistd daemonizes, so that a database that
-        # cannot be read stops portald with a message instead of starting
-        # it with an empty table.
-        self.store = SessionStore.open(config.state.database)
-        # Read now too, so that a database that cannot be read stops portald
-        # with its message before it starts; put in the table at start.
-        self._to_restore = self.store.restorable(reactor.seconds())
-        self.table = AuthorizationTable(reactor, journal=self.store)
-        self.table.add_observer(SessionLog())
-        self.neighbours = Neighbours()
-        self.leases = LeaseWatcher(
-            watched_files(config.leases.sources),
-            self.neighbours,
-            reactor,
-            notifier=lambda: make_notifier(reactor),
-            debounce=config.leases.debounce,
-            poll_interval=config.leases.poll_interval,
-            neighbour_fallback=config.leases.neighbour_fallback,
-            # A signed-in device whose lease moved is counted at its new address.
-            on_update=lambda leases: self.firewall.addresses_changed(self.neighbours.ips_for),
-        )
-        self.leases.setServiceParent(self)
-        self.activity = ActivityTracker()
-        self.table.add_observer(self.activity)
-        # Enforcement: started before the listeners, loaded from the table
-        # once the stored sessions are back in it.
-        self.firewall = make_firewall(config, self.table, reactor)
-        self.table.add_observer(self.firewall)
-        self.firewall.setServiceParent(self)
-        # The kernel's per-MAC byte counters when there is a firewall to
-        # count them; portald's own view of DNS and web activity otherwise.
-        traffic = self.firewall if config.firewall.backend == "nftables" else self.activity
-        self.limits = SessionLimits(self.table, traffic, reactor, config.sessions.sample_interval)
-        self.limits.setServiceParent(self)
-        self.store.usage = self.limits.usage
-        self._restored = False
-        # DNS tells the firewall where walled-garden names point.
-        self.dns = DNSService(
-            config,
-            reactor,
-            self.table,
-            self.neighbours,
-            on_walled_garden_answer=self.firewall.on_walled_garden_answer,
-            on_activity=self.activity.saw if traffic is self.activity else None,
-        )
-        self.dns.setServiceParent(self)
-        WelcomeService(config, reactor).setServiceParent(self)
-        web_service(
-            config,
-            self.table,
-            self.neighbours,
-            reactor,
-            usage=self.limits.usage,
-            enforced=self.firewall.applied,
-            last_ending=self.store.last_ending,
-        ).setServiceParent(self)
+        self.table = table
+        self.neighbours = neighbours
+        self.store = store
+        self.activity = activity
+        self.firewall = firewall
+        self.limits = limits
+        self._to_restore = to_restore
+        for service in services:
+            service.setServiceParent(self)
 
     def restore_sessions(self) -> None:
         """
         Put the stored sessions back in the table (and so into the firewall)
-        before any listener answers anyone.
+        before any listener answers anyone.  Once: the second call finds
+        nothing left to restore.
         """
-        if self._restored:
-            return
-        self._restored = True
         sessions, self._to_restore = self._to_restore, []
         # restore() declines one that ended since the database was read.
         restored = sum(self.table.restore(session) for session in sessions)
@@ -153,15 +119,98 @@ class PortalService(MultiService):
         self.restore_sessions()
         super().startService()
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None]:
         d = defer.maybeDeferred(super().stopService)
         d.addBoth(lambda result: (self.store.close(), result)[1])
         return d
 
 
-def build_service(config: Config, reactor: IReactorTime | IReactorCore) -> PortalService:
-    """Compose every part of portald from one validated L{Config}."""
-    return PortalService(config, reactor)
+def firewall_for(config: Config, table: AuthorizationTable, reactor: PortalReactor) -> IFirewall:
+    """The configured enforcement backend, not yet started nor observing C{table}."""
+    if config.firewall.backend == "nftables":
+        from portald.firewall.nftables import NftablesFirewall
+        from portald.firewall.process import SpawnedProcessRunner
+
+        return NftablesFirewall(config, table, reactor, SpawnedProcessRunner(reactor))
+    from portald.firewall.none import NoFirewall
+
+    return NoFirewall()
+
+
+def build_service(config: Config, reactor: PortalReactor) -> PortalService:
+    """
+    Compose every part of portald from one validated L{Config}: each part
+    built once its dependencies are, nothing assigned after construction,
+    and every observer of the table subscribed in one place, below.
+
+    @raise StoreError: if the session database cannot be opened or read.
+    """
+    # What each session has used: the limits fill it, the store writes it
+    # when a session ends.
+    ledger = UsageLedger(reactor)
+    # Opened and read now, before twistd daemonizes, so that a database that
+    # cannot be read stops portald with its message instead of starting it
+    # with an empty table.  The sessions go into the table at start.
+    store = SessionStore.open(config.state.database, usage=ledger.usage)
+    to_restore = store.restorable(reactor.seconds())
+    table = AuthorizationTable(reactor, journal=store)
+    neighbours = Neighbours()
+    activity = ActivityTracker()
+    firewall = firewall_for(config, table, reactor)
+    # The kernel's per-MAC byte counters when the firewall counts them;
+    # portald's own view of DNS and web activity otherwise.
+    counted_by_portald = not firewall.counts_traffic
+    limits = SessionLimits(
+        table,
+        activity if counted_by_portald else firewall,
+        reactor,
+        config.sessions.sample_interval,
+        ledger,
+    )
+    leases = LeaseWatcher(
+        watched_files(config.leases.sources),
+        neighbours,
+        reactor,
+        notifier=lambda: make_notifier(reactor),
+        debounce=config.leases.debounce,
+        poll_interval=config.leases.poll_interval,
+        neighbour_fallback=config.leases.neighbour_fallback,
+        # A signed-in device whose lease moved is counted at its new address.
+        on_update=lambda leases: firewall.addresses_changed(neighbours.ips_for),
+    )
+    dns = DNSService(
+        config,
+        reactor,
+        table,
+        neighbours,
+        # DNS tells the firewall where walled-garden names point.
+        on_walled_garden_answer=firewall.on_walled_garden_answer,
+        on_activity=activity.saw if counted_by_portald else None,
+    )
+    web = web_service(
+        config,
+        table,
+        neighbours,
+        reactor,
+        usage=ledger.usage,
+        enforced=firewall.applied,
+        last_ending=store.last_ending,
+    )
+    # Every observer of the table, in the order they hear of a change.
+    for observer in (SessionLog(), activity, firewall, ledger):
+        table.add_observer(observer)
+    return PortalService(
+        table=table,
+        neighbours=neighbours,
+        store=store,
+        to_restore=to_restore,
+        activity=activity,
+        firewall=firewall,
+        limits=limits,
+        # Started in this order: the leases and the firewall (loaded once
+        # the stored sessions are back) before the listeners.
+        services=[leases, firewall, limits, dns, WelcomeService(config, reactor), web],
+    )
 
 
 def makeService(options: Options) -> MultiService:

@@ -11,6 +11,7 @@ from zope.interface.verify import verifyObject
 
 from portald.limits import ActivityTracker, CountersUnavailable, ITrafficSource, SessionLimits
 from portald.table import AuthorizationTable, EndReason, IAuthorizationObserver, Session
+from tests.limits_support import observing_limits
 
 MAC = "02:00:00:aa:bb:cc"
 OTHER = "02:00:00:dd:ee:ff"
@@ -66,7 +67,7 @@ def kernel() -> KernelCounters:
 
 @pytest.fixture
 def limits(table: AuthorizationTable, kernel: KernelCounters, clock: Clock):
-    limits = SessionLimits(table, kernel, clock, interval=10)
+    limits = observing_limits(table, kernel, clock, interval=10)
     limits.startService()
     yield limits
     limits.stopService()
@@ -147,7 +148,7 @@ def test_a_failed_read_ends_nobody_and_sampling_goes_on(table: AuthorizationTabl
             return defer.succeed(dict(self.counters))
 
     source = Flaky()
-    limits = SessionLimits(table, source, clock, interval=10)
+    limits = observing_limits(table, source, clock, interval=10)
     limits.startService()
     table.authorize(MAC, ip="192.0.2.10", method="click-through", duration=3600, idle_timeout=15)
     with capturedLogs() as logged:
@@ -185,7 +186,7 @@ def test_activity_tracker_counts_portald_own_traffic(
     tracker = ActivityTracker()
     verifyObject(ITrafficSource, tracker)
     table.add_observer(tracker)
-    limits = SessionLimits(table, tracker, clock, interval=10)
+    limits = observing_limits(table, tracker, clock, interval=10)
     limits.startService()
     table.authorize(MAC, ip="192.0.2.10", method="click-through", duration=3600, idle_timeout=30)
     for _ in range(5):

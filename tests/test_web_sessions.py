@@ -14,11 +14,12 @@ import attrs
 import pytest
 
 from portald.config import load_config
-from portald.limits import ActivityTracker, SessionLimits
+from portald.limits import ActivityTracker
 from portald.store import SessionStore
 from portald.table import EndReason
 from portald.tap import build_service
 from portald.web.pages import describe_allowance, describe_ending, describe_period
+from tests.limits_support import observing_limits
 
 from .dns_fakes import UDPMemoryReactor
 from .test_restore import write_config
@@ -72,7 +73,7 @@ def test_an_idle_ending_is_explained_above_the_sign_in_form(store: SessionStore)
     harness = harness_with(store, idle_timeout=1800, sample_interval=60)
     activity = ActivityTracker()
     harness.table.add_observer(activity)
-    limits = SessionLimits(harness.table, activity, harness.clock, 60)
+    limits = observing_limits(harness.table, activity, harness.clock, 60)
     limits.startService()
     try:
         assert sign_in(harness).status == 200
@@ -98,7 +99,7 @@ def test_a_used_allowance_is_explained(store: SessionStore) -> None:
     harness = harness_with(store, quota=500 * 10**6)
     activity = ActivityTracker()
     harness.table.add_observer(activity)
-    limits = SessionLimits(harness.table, activity, harness.clock, 60)
+    limits = observing_limits(harness.table, activity, harness.clock, 60)
     assert sign_in(harness).status == 200
     activity.saw(CLIENT_MAC, 450 * 10**6, 60 * 10**6)
     harness.clock.advance(60)

@@ -66,6 +66,7 @@ def _ip(text: str | None) -> IPAddress | None:
 
 @implementer(IFirewall, ITrafficSource)
 class NftablesFirewall(Service):
+    counts_traffic = True
     name = "firewall"
     backend = "nftables"
 
