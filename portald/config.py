@@ -300,13 +300,6 @@ def parse_path(node: Node) -> Path:
     return Path(value)
 
 
-def parse_http_path(node: Node) -> str:
-    value = node.scalar()
-    if not isinstance(value, str) or not value.startswith("/") or any(c in value for c in " \t\r\n?#"):
-        raise node.error("a URL path starting with '/', such as /portal")
-    return value
-
-
 def choice(*choices: str) -> Parser:
     def parse(node: Node) -> str:
         value = node.scalar()
