@@ -96,6 +96,15 @@ def test_it_is_a_firewall() -> None:
     assert IFirewall.providedBy(Harness().firewall)
 
 
+def test_each_backend_says_whether_it_counts_traffic() -> None:
+    from zope.interface.verify import verifyObject
+
+    from portald.firewall.none import NoFirewall
+
+    assert verifyObject(IFirewall, Harness().firewall) and Harness().firewall.counts_traffic is True
+    assert verifyObject(IFirewall, NoFirewall()) and NoFirewall().counts_traffic is False
+
+
 def test_start_loads_the_whole_table_from_the_authorization_table() -> None:
     h = Harness()
     h.authorize(MAC1, "192.0.2.10", 600)

@@ -102,7 +102,12 @@ class FirewallStats:
 
 @attrs.frozen
 class Timing:
-    """When the queue runs: the batch delay, the retry backoff, and when to give up on batches."""
+    """
+    When the queue runs.  Changes that arrive within C{batch_delay} seconds
+    go in one batch.  A failed run is retried after C{first_retry} seconds,
+    doubled with each failure in a row up to C{longest_retry}.  After
+    C{rebuild_after_failures} failures in a row the next run is a whole load.
+    """
 
     batch_delay: float = 0.0
     first_retry: float = 0.5

@@ -167,7 +167,9 @@ class NftablesFirewall(Service):
         lines: list[str] = []
         for move in self._counters.moved(ips_for):
             if move.new == move.old:
-                log.info("{mac} is at {new} again: its downloads are counted there", mac=move.mac, new=move.new)
+                log.info(
+                    "{mac} is at {new} again: its downloads are counted there", mac=move.mac, new=move.new
+                )
             else:
                 log.info(
                     "{mac} moved from {old} to {new}: its downloads are counted there",
