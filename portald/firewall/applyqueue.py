@@ -181,12 +181,12 @@ class ApplyQueue(Generic[C]):
             raise UnexpectedEvent(f"{event.value} while {before.value}") from None
         return before
 
-    # --- the backend's side ---
+    # --- what the backend asks ---
 
     def start(self) -> None:
         """Start running; the first run is a whole load."""
-        self._rebuild_due = True
         self._move(Event.START)
+        self._rebuild_due = True
         self._due(0)
 
     def stop(self) -> Deferred[None]:
