@@ -56,6 +56,11 @@ class QueueState(enum.Enum):
     RUNNING = "running"  # nft runs (or the kernel is read before a whole load)
     STOPPING = "stopping"  # stopped while nft runs: stopped once it ends
 
+    # Members are singletons: hashing them by identity (in C, not Enum's
+    # Python-level hash of the name) keeps the transition look-up that every
+    # queued change takes cheap.
+    __hash__ = object.__hash__
+
 
 class Event(enum.Enum):
     START = "start"
@@ -64,6 +69,8 @@ class Event(enum.Enum):
     NOTHING = "nothing"
     ENDED = "ended"
     STOP = "stop"
+
+    __hash__ = object.__hash__  # as QueueState's
 
 
 TRANSITIONS: dict[tuple[QueueState, Event], QueueState] = {
