@@ -39,12 +39,12 @@ def counted(value: str, packets: int, size: int) -> dict:
 
 
 class Harness:
-    def __init__(self, yaml: str = MINIMAL_YAML) -> None:
+    def __init__(self, yaml: str = MINIMAL_YAML, **options: float) -> None:
         self.clock = Clock()
         self.runner = FakeRunner()
         self.table = AuthorizationTable(self.clock)
         self.config = config(yaml)
-        self.firewall = NftablesFirewall(self.config, self.table, self.clock, self.runner)
+        self.firewall = NftablesFirewall(self.config, self.table, self.clock, self.runner, **options)
         self.table.add_observer(self.firewall)
 
     def start(self, kernel: bytes | None = None) -> Invocation:
@@ -73,7 +73,8 @@ class Harness:
         self.table.authorize(mac, ip=ip, method="click-through", duration=duration)
 
     def firewall_calls(self) -> list:
-        return [c for c in self.clock.getDelayedCalls() if getattr(c.func, "__self__", None) is self.firewall]
+        mine = (self.firewall, self.firewall.queue)
+        return [c for c in self.clock.getDelayedCalls() if getattr(c.func, "__self__", None) in mine]
 
     def nft_running(self) -> list[Invocation]:
         return [i for i in self.runner.running() if i.executable == NFT]
@@ -93,6 +94,15 @@ def lines(*groups: list[str]) -> str:
 
 def test_it_is_a_firewall() -> None:
     assert IFirewall.providedBy(Harness().firewall)
+
+
+def test_each_backend_says_whether_it_counts_traffic() -> None:
+    from zope.interface.verify import verifyObject
+
+    from portald.firewall.none import NoFirewall
+
+    assert verifyObject(IFirewall, Harness().firewall) and Harness().firewall.counts_traffic is True
+    assert verifyObject(IFirewall, NoFirewall()) and NoFirewall().counts_traffic is False
 
 
 def test_start_loads_the_whole_table_from_the_authorization_table() -> None:
@@ -246,8 +256,7 @@ def test_failure_is_logged_with_nfts_message_counted_and_retried_with_backoff() 
 
 
 def test_backoff_is_capped() -> None:
-    h = Harness()
-    h.firewall._rebuild_after = 1000  # Only the delays matter here.
+    h = Harness(rebuild_after_failures=1000)  # Only the delays matter here.
     h.started()
     h.authorize(MAC1, "192.0.2.10")
     h.clock.advance(0)

@@ -19,6 +19,14 @@ class IFirewall(IAuthorizationObserver):
     """
 
     backend = Attribute("The backend's name, as in firewall.backend.")
+    counts_traffic = Attribute(
+        """
+        C{True} if L{read_counters} gives each client's real traffic (the
+        kernel counts it): the limits read their idle and quota figures from
+        this backend.  C{False} if it counts nothing (its L{read_counters} is
+        always empty): the limits must count activity some other way.
+        """
+    )
 
     def on_walled_garden_answer(addresses: Sequence[str], ttl: float) -> None:
         """

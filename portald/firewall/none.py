@@ -23,6 +23,7 @@ class NoFirewall(Service):
 
     name = "firewall"
     backend = "none"
+    counts_traffic = False
 
     def session_started(self, session: Session) -> None:
         pass

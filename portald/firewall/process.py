@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
@@ -94,11 +93,15 @@ class _Collector(ProcessProtocol):
         self._done.callback(ProcessResult(code, b"".join(self._stdout), b"".join(self._stderr)))
 
 
+class IProcessReactor(IReactorProcess, IReactorTime):
+    """What the runner needs of a reactor: to spawn processes, and a clock to kill hung ones."""
+
+
 @implementer(IProcessRunner)
 class SpawnedProcessRunner:
     """Runs helpers with C{reactor.spawnProcess}, killing any that hang."""
 
-    def __init__(self, reactor: Any, timeout: float = 30.0) -> None:
+    def __init__(self, reactor: IProcessReactor, timeout: float = 30.0) -> None:
         self._reactor = reactor
         self._timeout = timeout
 

@@ -85,6 +85,16 @@ class LearnedAddress:
     timeout: float
 
 
+def parse_address(text: str) -> IPAddress | None:
+    """C{text} as an address the rules can name; C{None} if empty or not an IP address."""
+    if not text:
+        return None
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
 def nft_timeout(seconds: float) -> str:
     """An element timeout: whole milliseconds, at least one second."""
     return f"{max(_MIN_TIMEOUT_MS, math.ceil(seconds * 1000))}ms"
