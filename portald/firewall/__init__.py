@@ -1,34 +1,14 @@
 """
-Enforcement in the kernel: L{IFirewall} and its backends.
+Enforcement in the kernel: L{interface.IFirewall} and its backends.
 
-* L{portald.firewall.nftables.NftablesFirewall}: one nftables table of
-  portald's own (see L{portald.firewall.ruleset} for what is in it).
-* L{portald.firewall.none.NoFirewall}: nothing in the kernel (development,
-  DNS-only deployments).
+* L{nftables.NftablesFirewall}: one nftables table of portald's own
+  (L{ruleset} says what is in it), fed by an apply queue (L{applyqueue}),
+  with download-counter ownership (L{counters}) and the walled-garden
+  addresses learned from DNS (L{garden}); nft runs through L{process}.
+* L{none.NoFirewall}: nothing in the kernel (development, DNS-only
+  deployments).
 
-Both are observers of the L{portald.table.AuthorizationTable}; the table
-never knows about them.  L{make_firewall} picks one from the configuration.
+Both observe the L{portald.table.AuthorizationTable}; the table never knows
+about them, and the build function (L{portald.tap}) picks one.  May import:
+L{portald.config}, L{portald.table}, L{portald.addresses}, Twisted.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-from portald.config import Config
-from portald.firewall.interface import IFirewall
-from portald.table import AuthorizationTable
-
-
-def make_firewall(config: Config, table: AuthorizationTable, reactor: Any) -> IFirewall:
-    """The configured backend, not yet started nor observing C{table}."""
-    if config.firewall.backend == "nftables":
-        from portald.firewall.nftables import NftablesFirewall
-        from portald.firewall.process import SpawnedProcessRunner
-
-        return NftablesFirewall(config, table, reactor, SpawnedProcessRunner(reactor))
-    from portald.firewall.none import NoFirewall
-
-    return NoFirewall()
-
-
-__all__ = ["IFirewall", "make_firewall"]

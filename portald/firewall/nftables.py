@@ -57,7 +57,6 @@ def _batch_text(changes: Iterable[_Change]) -> str:
 
 @implementer(IFirewall, ITrafficSource, IQueueWork)
 class NftablesFirewall(Service):
-    counts_traffic = True
     name = "firewall"
     backend = "nftables"
     counts_traffic = True

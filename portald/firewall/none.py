@@ -15,7 +15,6 @@ from portald.table import EndReason, Session
 
 @implementer(IFirewall)
 class NoFirewall(Service):
-    counts_traffic = False
     """
     Leaves the kernel alone.  Unauthorized clients are only steered by DNS,
     and nothing is counted.
