@@ -78,7 +78,6 @@ class LeaseWatcher(Service):
         # Made at start, not here: building the service must not touch the reactor.
         self._make_notifier = notifier
         self._notifier: IDirectoryNotifier | None = None
-        self._poll_interval = poll_interval
         self._neighbour_fallback = neighbour_fallback
         self._read_neighbours = read_neighbours
         self._on_update = on_update
@@ -99,7 +98,7 @@ class LeaseWatcher(Service):
                 "watching {path} ({lease_format}) {how}",
                 path=str(source.watched.path),
                 lease_format=source.watched.format,
-                how="with inotify" if self._notifier else f"by polling every {self._poll_interval}s",
+                how="with inotify" if self._notifier else f"by polling every {self._poll.interval}s",
             )
         self._watch_directories()
         for source in self._sources:
@@ -112,9 +111,7 @@ class LeaseWatcher(Service):
         self._poll.stop()
         for source in self._sources:
             source.stop()
-        if self._expiry_call is not None and self._expiry_call.active():
-            self._expiry_call.cancel()
-        self._expiry_call = None
+        self._cancel_expiry()
         if self._notifier is not None:
             self._notifier.stop()
             self._notifier = None
@@ -214,12 +211,15 @@ class LeaseWatcher(Service):
                 log.info("lease ended {ip} -> {mac} (released or removed)", ip=ip, mac=lease.mac)
 
     def _schedule_expiry(self, leases: Iterable[Lease], now: float) -> None:
-        if self._expiry_call is not None and self._expiry_call.active():
-            self._expiry_call.cancel()
-        self._expiry_call = None
+        self._cancel_expiry()
         ends = [lease.expires for lease in leases if lease.expires is not None]
         if ends and self.running:
             self._expiry_call = self._clock.callLater(max(0.0, min(ends) - now), self._expired)
+
+    def _cancel_expiry(self) -> None:
+        if self._expiry_call is not None and self._expiry_call.active():
+            self._expiry_call.cancel()
+        self._expiry_call = None
 
     def _expired(self) -> None:
         self._expiry_call = None
