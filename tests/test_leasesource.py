@@ -13,7 +13,6 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
-from portald.leases.debounce import Debounce
 from portald.leases.dnsmasq import parse_dnsmasq
 from portald.leases.model import Lease, ParseProblem, ParseResult
 from portald.leases.source import (
@@ -25,6 +24,7 @@ from portald.leases.source import (
     Status,
     WatchedFile,
 )
+from portald.leases.timers import Debounce, PendingCall
 
 NOW = 1_795_581_800
 DEBOUNCE = 0.1
@@ -308,7 +308,7 @@ def test_stop_cancels_the_debounced_read() -> None:
     assert one.reader.reads == 0
 
 
-# --- the debounce itself -------------------------------------------------------------
+# --- the timers themselves ----------------------------------------------------------
 
 
 @pytest.fixture
@@ -361,3 +361,15 @@ def test_debounce_cancel(clock: Clock) -> None:
     debounce.cancel()
     clock.advance(2.0)
     assert calls == [] and not debounce.pending
+
+
+def test_a_pending_call_set_again_replaces_the_one_before(clock: Clock) -> None:
+    calls: list[float] = []
+    call = PendingCall(clock, lambda: calls.append(clock.seconds()))
+    call.after(5.0)
+    call.after(2.0)
+    assert call.pending and len(clock.getDelayedCalls()) == 1
+    clock.advance(2.0)
+    assert calls == [2.0] and not call.pending
+    clock.advance(5.0)
+    assert calls == [2.0]

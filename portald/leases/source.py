@@ -25,9 +25,9 @@ from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
 from portald.leases import LOG_NAMESPACE
-from portald.leases.debounce import Debounce
 from portald.leases.formats import EARLIER_FILES, PARSERS, Parser, no_earlier_files
 from portald.leases.model import Lease, ParseProblem, ParseResult
+from portald.leases.timers import Debounce
 
 log = Logger(namespace=LOG_NAMESPACE)
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from twisted.application.service import Service
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
@@ -40,6 +40,7 @@ from portald.leases.arp import read_proc_net_arp
 from portald.leases.model import Lease
 from portald.leases.notifier import IDirectoryNotifier, make_notifier
 from portald.leases.source import LeaseSource, WatchedFile
+from portald.leases.timers import PendingCall
 from portald.neighbours import Neighbours
 from portald.periodic import Periodic
 
@@ -82,7 +83,8 @@ class LeaseWatcher(Service):
         self._read_neighbours = read_neighbours
         self._on_update = on_update
         self._published: dict[str, Lease] = {}
-        self._expiry_call: IDelayedCall | None = None
+        # When the next lease expires: the map is published again then.
+        self._expiry = PendingCall(clock, self._publish)
         self._unwatchable: set[FilePath] = set()
         self._was_watched: set[FilePath] = set()
         self._poll = Periodic(clock, poll_interval, self.poll)
@@ -111,7 +113,7 @@ class LeaseWatcher(Service):
         self._poll.stop()
         for source in self._sources:
             source.stop()
-        self._cancel_expiry()
+        self._expiry.cancel()
         if self._notifier is not None:
             self._notifier.stop()
             self._notifier = None
@@ -211,19 +213,10 @@ class LeaseWatcher(Service):
                 log.info("lease ended {ip} -> {mac} (released or removed)", ip=ip, mac=lease.mac)
 
     def _schedule_expiry(self, leases: Iterable[Lease], now: float) -> None:
-        self._cancel_expiry()
+        self._expiry.cancel()
         ends = [lease.expires for lease in leases if lease.expires is not None]
         if ends and self.running:
-            self._expiry_call = self._clock.callLater(max(0.0, min(ends) - now), self._expired)
-
-    def _cancel_expiry(self) -> None:
-        if self._expiry_call is not None and self._expiry_call.active():
-            self._expiry_call.cancel()
-        self._expiry_call = None
-
-    def _expired(self) -> None:
-        self._expiry_call = None
-        self._publish()
+            self._expiry.after(max(0.0, min(ends) - now))
 
 
 def _later(a: float | None, b: float | None) -> bool:
