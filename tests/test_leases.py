@@ -8,7 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portald.leases.formats import PARSERS, Lease, parse_dnsmasq, parse_isc_dhcpd, parse_kea
+from portald.leases.dnsmasq import parse_dnsmasq
+from portald.leases.formats import PARSERS
+from portald.leases.isc import parse_isc_dhcpd
+from portald.leases.kea import parse_kea
+from portald.leases.model import Lease
 
 NOW = 1_795_581_800.0  # 2026-11-25 04:43:20 UTC
 

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,24 @@ def test_once_rejects_an_unknown_format(tmp_path: Path) -> None:
     result = run_once("udhcpd", str(tmp_path / "x"))
     assert result.returncode == 2
     assert "unknown format 'udhcpd' (expected one of dnsmasq, isc-dhcpd, kea)" in result.stderr
+
+
+def test_console_scripts_run_the_tools(tmp_path: Path) -> None:
+    scripts = {
+        ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name.startswith("portald-")
+    }
+    assert scripts == {
+        "portald-leases": "portald.cli.leases:main",
+        "portald-export": "portald.cli.export:main",
+    }
+    path = tmp_path / "dnsmasq.leases"
+    path.write_text(LINE.format(n=5))
+    script = Path(sys.executable).parent / "portald-leases"
+    result = subprocess.run([script, "dnsmasq", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "192.0.2.5 " in result.stdout
+    usage = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60).stdout
+    assert usage.startswith("usage: portald-leases ")
+    assert run_once("--help").stdout.startswith("usage: python -m portald.cli.leases ")
 
 
 def test_follow_sees_changes_through_inotify(tmp_path: Path, follow) -> None:

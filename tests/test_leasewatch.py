@@ -10,8 +10,10 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.filepath import FilePath
 
-from portald.leases.formats import Lease
-from portald.leases.watcher import LeaseWatcher, WatchedFile, read_proc_net_arp
+from portald.leases.arp import read_proc_net_arp
+from portald.leases.model import Lease
+from portald.leases.source import WatchedFile
+from portald.leases.watcher import LeaseWatcher
 from portald.neighbours import Neighbours
 
 NOW = 1_795_581_800

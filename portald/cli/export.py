@@ -1,7 +1,8 @@
 """
-``python -m portald.cli.export``: every authorization and its end, as CSV or JSON.
+``portald-export`` (or ``python -m portald.cli.export``): every authorization
+and its end, as CSV or JSON.
 
-    python -m portald.cli.export --database /var/lib/portald/sessions.sqlite3 --format csv
+    portald-export --database /var/lib/portald/sessions.sqlite3 --format csv
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from portald.cli import prog
 from portald.store import SessionStore, StoreError, export
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m portald.cli.export", description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(
+        prog=prog("portald.cli.export"), description="Every authorization and its end, as CSV or JSON."
+    )
     parser.add_argument("--database", type=Path, default=Path("/var/lib/portald/sessions.sqlite3"))
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     args = parser.parse_args(argv)

@@ -1,8 +1,8 @@
 """
-``python -m portald.cli.leases``: what portald reads from lease files.
+``portald-leases`` (or ``python -m portald.cli.leases``): what portald reads from lease files.
 
-    python -m portald.cli.leases dnsmasq /var/lib/misc/dnsmasq.leases
-    python -m portald.cli.leases --follow isc-dhcpd /var/lib/dhcp/dhcpd.leases kea /var/lib/kea/kea-leases4.csv
+    portald-leases dnsmasq /var/lib/misc/dnsmasq.leases
+    portald-leases --follow isc-dhcpd /var/lib/dhcp/dhcpd.leases kea /var/lib/kea/kea-leases4.csv
 
 Without ``--follow``: the active leases, once.  With it: the real
 L{LeaseWatcher} (inotify, debounce, polling), printing the whole merged map
@@ -20,8 +20,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from portald.leases.formats import PARSERS, Lease
-from portald.leases.watcher import LeaseWatcher, WatchedFile, make_notifier
+from portald.cli import prog
+from portald.leases.formats import PARSERS
+from portald.leases.model import Lease
+from portald.leases.notifier import make_notifier
+from portald.leases.source import WatchedFile
+from portald.leases.watcher import LeaseWatcher
 from portald.neighbours import Neighbours
 
 
@@ -53,7 +57,7 @@ def leases_json(leases: Mapping[str, Lease]) -> str:
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m portald.cli.leases",
+        prog=prog("portald.cli.leases"),
         description="Show the active leases portald reads from lease files.",
     )
     parser.add_argument("--follow", action="store_true", help="keep watching; print the map on every change")
