@@ -21,7 +21,8 @@ from portald import __version__
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from portald.dns.server import DNSService
 from portald.firewall.interface import IFirewall
-from portald.leases.watcher import LeaseWatcher, make_notifier, watched_files
+from portald.leases.notifier import make_notifier
+from portald.leases.watcher import LeaseWatcher, watched_files
 from portald.limits import ActivityTracker, SessionLimits, UsageLedger
 from portald.neighbours import Neighbours
 from portald.store import SessionStore, StoreError
