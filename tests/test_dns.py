@@ -550,6 +550,23 @@ def test_listeners_on_every_address_udp_and_tcp() -> None:
         h.close()
 
 
+def test_ports_are_opened_in_privileged_start_only_and_once() -> None:
+    from portald.dns.service import DNSService
+    from tests.dns_fakes import UDPMemoryReactor
+
+    h = Harness()
+    try:
+        # The harness ran privilegedStartService, then startService: one of each.
+        assert len([port for port, _, _ in h.reactor.udp if port]) == 1 and len(h.reactor.tcpServers) == 1
+        reactor = UDPMemoryReactor()
+        unprivileged = DNSService(h.config, reactor, h.table, h.neighbours)
+        unprivileged.startService()  # as after twistd dropped root: nothing opened late
+        assert reactor.udp == [] and reactor.tcpServers == []
+        unprivileged.stopService()
+    finally:
+        h.close()
+
+
 def test_stopping_fails_queries_in_flight_and_leaves_no_timers() -> None:
     h = Harness()
     h.authorize()
