@@ -11,6 +11,7 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.names import dns
 
+from portald.dns.service import DNSService
 from portald.dns.wire import parse_simple_query
 from portald.table import EndReason
 from tests.dns_fakes import (
@@ -23,6 +24,7 @@ from tests.dns_fakes import (
     UPSTREAM1,
     UPSTREAM2,
     Harness,
+    UDPMemoryReactor,
     a_record,
     addresses,
     framed,
@@ -551,9 +553,6 @@ def test_listeners_on_every_address_udp_and_tcp() -> None:
 
 
 def test_ports_are_opened_in_privileged_start_only_and_once() -> None:
-    from portald.dns.service import DNSService
-    from tests.dns_fakes import UDPMemoryReactor
-
     h = Harness()
     try:
         # The harness ran privilegedStartService, then startService: one of each.

@@ -22,10 +22,10 @@ log = Logger()
 class _OpenedWithPrivileges:
     """
     A Twisted server service that opens its port in privilegedStartService
-    only.  Twisted's own open it in startService too when
-    privilegedStartService did not: after twistd has dropped root, where
-    port 53 cannot be had.  portald's DNS listens from the start or not at
-    all (a service tree started without privileges has no DNS port).
+    only.  Twisted's own open it in startService as well when
+    privilegedStartService has not run; portald's DNS opens its ports
+    before twistd drops root or not at all, as it always has (a service
+    tree only started, as some tests do, listens on no DNS port).
     """
 
     def startService(self) -> None:
