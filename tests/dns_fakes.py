@@ -16,7 +16,7 @@ from twisted.logger import globalLogPublisher
 from twisted.names import dns
 
 from portald.config import Config, parse_config
-from portald.dns.server import DNSService
+from portald.dns.service import DNSService
 from portald.neighbours import Neighbours
 from portald.table import AuthorizationTable
 

@@ -11,6 +11,7 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.names import dns
 
+from portald.dns.service import DNSService
 from portald.dns.wire import parse_simple_query
 from portald.table import EndReason
 from tests.dns_fakes import (
@@ -23,6 +24,7 @@ from tests.dns_fakes import (
     UPSTREAM1,
     UPSTREAM2,
     Harness,
+    UDPMemoryReactor,
     a_record,
     addresses,
     framed,
@@ -546,6 +548,20 @@ def test_listeners_on_every_address_udp_and_tcp() -> None:
             (5300, "192.0.2.1"),
             (5300, "2001:db8::1"),
         ]
+    finally:
+        h.close()
+
+
+def test_ports_are_opened_in_privileged_start_only_and_once() -> None:
+    h = Harness()
+    try:
+        # The harness ran privilegedStartService, then startService: one of each.
+        assert len([port for port, _, _ in h.reactor.udp if port]) == 1 and len(h.reactor.tcpServers) == 1
+        reactor = UDPMemoryReactor()
+        unprivileged = DNSService(h.config, reactor, h.table, h.neighbours)
+        unprivileged.startService()  # as after twistd dropped root: nothing opened late
+        assert reactor.udp == [] and reactor.tcpServers == []
+        unprivileged.stopService()
     finally:
         h.close()
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from twisted.names import dns
 
-from portald.dns.server import Malformed, Unanswerable, decode_query
+from portald.dns.request import Malformed, Unanswerable, decode_query
 from tests.dns_fakes import (
     CLIENT,
     OTHER,
@@ -85,7 +85,7 @@ def view(message: dns.Message) -> tuple:
 
 def full_path(h: Harness, data: bytes, source: tuple[str, int]) -> bytes:
     recorder = Recorder()
-    h.service.factory.messageReceived(decode_query(data), recorder, source)
+    h.service.factory.queryReceived(decode_query(data), recorder, source)
     [reply] = recorder.sent
     return reply
 

@@ -83,9 +83,6 @@ class CachedAnswer:
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "expires", self.stored + self.lifetime)
 
-    def expired(self, now: float) -> bool:
-        return now >= self.expires
-
     def elapsed(self, now: float) -> int:
         """Whole seconds since it was stored: what every TTL has lost."""
         return max(0, int(now - self.stored))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.internet.protocol import ClientFactory, DatagramProtocol
 from twisted.logger import Logger
 from twisted.names import dns
@@ -20,7 +21,8 @@ from twisted.python.failure import Failure
 
 from portald.config import Endpoint
 from portald.dns.cache import AnswerCache, CachedAnswer, CacheKey
-from portald.dns.wire import EDNS_UDP_SIZE, HEADER, RCODE_NOERROR, RCODE_NXDOMAIN
+from portald.dns.edns import opt_header
+from portald.dns.wire import HEADER, RCODE_NOERROR, RCODE_NXDOMAIN
 
 log = Logger()
 
@@ -53,7 +55,9 @@ def _matches(message: dns.Message, key: CacheKey) -> bool:
 class _Pending:
     __slots__ = ("key", "address", "deferred", "timeout_call")
 
-    def __init__(self, key: CacheKey, address: tuple[str, int], deferred: defer.Deferred, timeout_call: Any):
+    def __init__(
+        self, key: CacheKey, address: tuple[str, int], deferred: defer.Deferred, timeout_call: IDelayedCall
+    ):
         self.key = key
         self.address = address
         self.deferred = deferred
@@ -69,7 +73,7 @@ class UpstreamDatagramProtocol(DatagramProtocol):
 
     noisy = False
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._pending: dict[int, _Pending] = {}
 
@@ -79,7 +83,7 @@ class UpstreamDatagramProtocol(DatagramProtocol):
             query_id = secrets.randbelow(0x10000)
         message = dns.Message(id=query_id, recDes=1, maxSize=0)
         message.queries = [_question(key)]
-        message.additional = [dns._OPTHeader(udpPayloadSize=EDNS_UDP_SIZE)]
+        message.additional = [opt_header()]
         try:
             self.transport.write(message.toStr(), address)
         except Exception as e:
@@ -129,7 +133,7 @@ class _TCPQueryFactory(ClientFactory):
 
     noisy = False
 
-    def __init__(self, key: CacheKey, timeout: float, clock: Any) -> None:
+    def __init__(self, key: CacheKey, timeout: float, clock: IReactorTime) -> None:
         self._key = key
         self._timeout = timeout
         self._clock = clock
@@ -178,7 +182,7 @@ class Forwarder:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime | IReactorUDP | IReactorTCP,  # all three: typing has no intersection
         upstreams: Sequence[Endpoint],
         timeout: float,
         cache: AnswerCache,

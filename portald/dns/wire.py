@@ -16,6 +16,7 @@ from typing import Any
 
 HEADER = struct.Struct("!HHHHHH")
 ANSWER_HEADER = struct.Struct("!HHHHH")  # the header after the ID
+FLAGS = struct.Struct("!H")  # the header's second field
 QUESTION_TAIL = struct.Struct("!HH")
 OPT_FIXED = struct.Struct("!HHIH")  # type, class (= UDP size), TTL (= extended flags), RDLENGTH
 
@@ -198,15 +199,24 @@ def _options_fit(data: bytes, offset: int, rdlength: int) -> bool:
     return offset == end
 
 
+# What a response copies from its query's flags.
+_COPIED_FLAGS = OPCODE_MASK | FLAG_RD | FLAG_CD
+
+
 def response_flags(query_flags: int, *, authoritative: bool, rcode: int) -> int:
     """
-    A response's flags: QR and RA set, RD and CD copied from the query,
-    AA for portald's own answers.
+    A response's flags, on both paths: QR and RA set, the opcode, RD and CD
+    copied from the query, AA for portald's own answers.
     """
-    flags = FLAG_QR | FLAG_RA | (query_flags & (FLAG_RD | FLAG_CD)) | rcode
+    flags = FLAG_QR | FLAG_RA | (query_flags & _COPIED_FLAGS) | rcode
     if authoritative:
         flags |= FLAG_AA
     return flags
+
+
+def with_flags(message: bytes, flags: int) -> bytes:
+    """C{message} (a whole encoded DNS message) with its header's flags set to C{flags}."""
+    return message[:2] + FLAGS.pack(flags) + message[4:]
 
 
 def build_answer(query: SimpleQuery, flags: int, counts: tuple[int, int, int], body: bytes) -> bytes:
