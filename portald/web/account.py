@@ -10,8 +10,8 @@ from twisted.web.server import Request
 from portald.config import Config
 from portald.table import EndReason, JournalRefused
 from portald.web.forms import EXTEND, LOGOUT
-from portald.web.page import PortalPage, client_ip
-from portald.web.pages import StatusBody, describe_duration
+from portald.web.page import DevicePage, FormTarget
+from portald.web.pages import StatusBody, StatusView, describe_duration
 
 log = Logger()
 
@@ -28,22 +28,17 @@ def extension(config: Config, remaining: float | None) -> float | None:
     return length
 
 
-class Status(PortalPage):
+class Status(DevicePage):
     """C{/status}: time and data left, and the extend and sign-out buttons."""
 
-    def render_GET(self, request: Request) -> Any:
+    def show(self, request: Request, ip: str, mac: str) -> Any:
         portal = self.portal
-        ip = client_ip(request)
-        mac = portal.neighbours.mac_for(ip)
-        if mac is None:
-            return portal.replies.no_lease(request, 200)
         session = portal.table.session(mac)
         if session is None:
             return portal.replies.see_other(request, "/")
         usage = portal.hooks.usage
         now = portal.clock.seconds()
-        body = StatusBody(
-            portal.replies.theme,
+        view = StatusView(
             session=session,
             now=now,
             warn_before=portal.config.sessions.warn_before,
@@ -51,19 +46,17 @@ class Status(PortalPage):
             used=usage(mac) if usage is not None else None,
             extension=extension(portal.config, session.remaining(now)),
         )
+        body = StatusBody(portal.replies.theme, view)
         return portal.replies.page(request, "You are online", body, refresh=60)
 
 
-class Extend(PortalPage):
+class Extend(FormTarget):
     """C{POST /extend}: one more session length, where the configuration allows it."""
 
-    def render_POST(self, request: Request) -> Any:
+    form = EXTEND
+
+    def submitted(self, request: Request, ip: str, mac: str | None) -> Any:
         portal = self.portal
-        ip = client_ip(request)
-        refusal = portal.forms.refusal(request, ip, EXTEND)
-        if refusal is not None:
-            return refusal
-        mac = portal.neighbours.mac_for(ip)
         if mac is None:
             return portal.replies.no_lease(request, 403)
         session = portal.table.session(mac)
@@ -75,7 +68,7 @@ class Extend(PortalPage):
                 ("/", "Sign in"),
                 409,
             )
-        back = EXTEND.back
+        back = self.form.back
         added = extension(portal.config, session.remaining(portal.clock.seconds()))
         if added is None:
             why = (
@@ -99,16 +92,13 @@ class Extend(PortalPage):
         return portal.replies.message(request, "Your session was extended", [f"Thank you.{left}"], back)
 
 
-class Logout(PortalPage):
+class Logout(FormTarget):
     """C{POST /logout}: the device's session ends."""
 
-    def render_POST(self, request: Request) -> Any:
+    form = LOGOUT
+
+    def submitted(self, request: Request, ip: str, mac: str | None) -> Any:
         portal = self.portal
-        ip = client_ip(request)
-        refusal = portal.forms.refusal(request, ip, LOGOUT)
-        if refusal is not None:
-            return refusal
-        mac = portal.neighbours.mac_for(ip)
         if mac is not None:
             portal.table.deauthorize(mac, EndReason.LOGOUT)
         return portal.replies.message(

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
 from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer, tags
 
 from portald.auth.interface import FormField, IAuthenticator
@@ -121,84 +122,81 @@ def _field(field: FormField) -> Tag:
     return tags.label(field.label, entry, **{"for": ident})
 
 
+@attrs.frozen
+class LandingView:
+    """What the landing page shows: the terms, the form (with its tokens) and a message or notice."""
+
+    terms: str
+    authenticator: IAuthenticator
+    csrf: str
+    next_token: str | None
+    message: str = ""
+    ending: str = ""
+
+
 class LandingBody(Element):
     """The terms and the login form of the configured method."""
 
-    def __init__(
-        self,
-        theme: Theme,
-        *,
-        terms: str,
-        authenticator: IAuthenticator,
-        csrf: str,
-        next_token: str | None,
-        message: str = "",
-        ending: str = "",
-    ) -> None:
+    def __init__(self, theme: Theme, view: LandingView) -> None:
         super().__init__(loader=theme.loader("landing"))
-        self._ending = ending
-        self._terms = terms
-        self._authenticator = authenticator
-        self._csrf = csrf
-        self._next = next_token
-        self._message = message
+        self._view = view
 
     @renderer
     def message(self, request: Any, tag: Tag) -> Tag | str:
-        return tag(self._message) if self._message else ""
+        return tag(self._view.message) if self._view.message else ""
 
     @renderer
     def ending(self, request: Any, tag: Tag) -> Tag | str:
-        return tag(self._ending) if self._ending else ""
+        return tag(self._view.ending) if self._view.ending else ""
 
     @renderer
     def terms(self, request: Any, tag: Tag) -> Tag:
-        return tag(self._terms)
+        return tag(self._view.terms)
 
     @renderer
     def form(self, request: Any, tag: Tag) -> Tag:
-        return tag.fillSlots(csrf=self._csrf, submit=self._authenticator.submit_label)
+        return tag.fillSlots(csrf=self._view.csrf, submit=self._view.authenticator.submit_label)
 
     @renderer
     def next_field(self, request: Any, tag: Tag) -> Tag | str:
-        if self._next is None:
+        if self._view.next_token is None:
             return ""
-        return tags.input(type="hidden", name="next", value=self._next)
+        return tags.input(type="hidden", name="next", value=self._view.next_token)
 
     @renderer
     def fields(self, request: Any, tag: Tag) -> list[Tag]:
-        return [_field(field) for field in self._authenticator.fields]
+        return [_field(field) for field in self._view.authenticator.fields]
+
+
+@attrs.frozen
+class StatusView:
+    """
+    What the status page shows: the session at C{now}, the data C{used}
+    (if known) and the C{extension} the extend button adds (if offered).
+    """
+
+    session: Session
+    now: float
+    warn_before: float
+    csrf: str
+    used: tuple[int, int] | None = None
+    extension: float | None = None
 
 
 class StatusBody(Element):
     """Time left, data allowance, the expiry notice, and the sign-out button."""
 
-    def __init__(
-        self,
-        theme: Theme,
-        *,
-        session: Session,
-        now: float,
-        warn_before: float,
-        csrf: str,
-        used: tuple[int, int] | None = None,
-        extension: float | None = None,
-    ) -> None:
+    def __init__(self, theme: Theme, view: StatusView) -> None:
         super().__init__(loader=theme.loader("status"))
-        self._used = used
-        self._extension = extension
-        self._session = session
-        self._now = now
-        self._warn_before = warn_before
-        self._csrf = csrf
+        self._view = view
 
     def _remaining(self) -> float | None:
-        return self._session.remaining(self._now)
+        return self._view.session.remaining(self._view.now)
 
     @renderer
     def expiry_notice(self, request: Any, tag: Tag) -> Tag | str:
         remaining = self._remaining()
-        if remaining is None or remaining > self._warn_before:
+        if remaining is None or remaining > self._view.warn_before:
             return ""
         return tag(
             f"Your session ends in {describe_duration(remaining)}. "
@@ -209,30 +207,30 @@ class StatusBody(Element):
     def session(self, request: Any, tag: Tag) -> Tag:
         remaining = self._remaining()
         return tag.fillSlots(
-            mac=self._session.mac,
-            method=self._session.method,
+            mac=self._view.session.mac,
+            method=self._view.session.method,
             time_left="no time limit" if remaining is None else describe_duration(remaining),
         )
 
     @renderer
     def data(self, request: Any, tag: Tag) -> list[Tag] | str:
-        quota = self._session.quota_bytes
+        quota = self._view.session.quota_bytes
         if not quota:
             return ""
-        if self._used is None:
+        if self._view.used is None:
             return [tags.dt("Data allowance"), tags.dd(describe_bytes(quota))]
-        used = sum(self._used)
+        used = sum(self._view.used)
         return [tags.dt("Data used"), tags.dd(f"{describe_bytes(used)} of {describe_bytes(quota)}")]
 
     @renderer
     def extend_form(self, request: Any, tag: Tag) -> Tag | str:
-        if self._extension is None:
+        if self._view.extension is None:
             return ""
-        return tag.fillSlots(csrf=self._csrf, length=describe_period(self._extension))
+        return tag.fillSlots(csrf=self._view.csrf, length=describe_period(self._view.extension))
 
     @renderer
     def logout_form(self, request: Any, tag: Tag) -> Tag:
-        return tag.fillSlots(csrf=self._csrf)
+        return tag.fillSlots(csrf=self._view.csrf)
 
 
 class MessageBody(Element):

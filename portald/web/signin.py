@@ -14,8 +14,8 @@ from portald.auth.limits import AttemptLimiter
 from portald.table import JournalRefused
 from portald.web.forms import CSRF, LOGIN, form_value
 from portald.web.intercept import NEXT
-from portald.web.page import PortalPage, client_ip
-from portald.web.pages import LandingBody, describe_duration, describe_ending
+from portald.web.page import DevicePage, FormTarget
+from portald.web.pages import LandingBody, LandingView, describe_duration, describe_ending
 from portald.web.portal import Portal
 from portald.web.replies import TRY_AGAIN
 from portald.web.urls import is_http_url
@@ -38,8 +38,7 @@ def landing_page(
     ending: str = "",
 ) -> Any:
     """The terms and the sign-in form, with a message (a refusal) or a notice (the last ending)."""
-    body = LandingBody(
-        portal.replies.theme,
+    view = LandingView(
         terms=portal.config.portal.terms,
         authenticator=portal.authenticator,
         csrf=portal.forms.token(ip),
@@ -47,6 +46,7 @@ def landing_page(
         message=message,
         ending=ending,
     )
+    body = LandingBody(portal.replies.theme, view)
     return portal.replies.page(request, f"Welcome to {portal.config.portal.venue}", body, code)
 
 
@@ -56,15 +56,11 @@ def valid_next(portal: Portal, ip: str, token: str | None) -> str | None:
     return token if destination is not None and is_http_url(destination) else None
 
 
-class Landing(PortalPage):
+class Landing(DevicePage):
     """C{/}: the sign-in form, or the way to the session of a device signed in already."""
 
-    def render_GET(self, request: Request) -> Any:
+    def show(self, request: Request, ip: str, mac: str) -> Any:
         portal = self.portal
-        ip = client_ip(request)
-        mac = portal.neighbours.mac_for(ip)
-        if mac is None:
-            return portal.replies.no_lease(request, 200)
         if portal.table.is_authorized(mac):
             return portal.replies.see_other(request, "/status")
         next_token = valid_next(portal, ip, form_value(request, NEXT))
@@ -92,7 +88,7 @@ class Landing(PortalPage):
         return f"Your session ended {describe_duration(ago)} ago {because}."
 
 
-class Login(PortalPage):
+class Login(FormTarget):
     """
     C{POST /login}: the sign-in method's answer, rate limited per device;
     once the journal has it, the answer waits (a little) for the firewall.
@@ -103,13 +99,10 @@ class Login(PortalPage):
         auth = portal.config.auth
         self._limiter = AttemptLimiter(portal.clock, auth.max_attempts, auth.attempt_window)
 
-    def render_POST(self, request: Request) -> Any:
+    form = LOGIN
+
+    def submitted(self, request: Request, ip: str, mac: str | None) -> Any:
         portal = self.portal
-        ip = client_ip(request)
-        refusal = portal.forms.refusal(request, ip, LOGIN)
-        if refusal is not None:
-            return refusal
-        mac = portal.neighbours.mac_for(ip)
         if mac is None:
             return portal.replies.no_lease(request, 403)
         next_token = valid_next(portal, ip, form_value(request, NEXT))
