@@ -11,7 +11,8 @@ from portald.config import Config
 from portald.table import EndReason, JournalRefused
 from portald.web.forms import EXTEND, LOGOUT
 from portald.web.page import DevicePage, FormTarget
-from portald.web.pages import StatusBody, StatusView, describe_duration
+from portald.web.pages import StatusBody, StatusView
+from portald.web.words import describe_duration
 
 log = Logger()
 

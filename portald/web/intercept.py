@@ -18,7 +18,7 @@ from portald.memo import BoundedMemo, PerSecondMemo
 from portald.neighbours import Neighbours
 from portald.table import AuthorizationTable
 from portald.web.interceptlog import InterceptLog, tally
-from portald.web.pages import Prerendered
+from portald.web.prerendered import Prerendered
 from portald.web.security import COMMON_HEADERS, HTML, INTERCEPT_CSP, NO_STORE
 from portald.web.theme import Theme
 from portald.web.tokens import Signer

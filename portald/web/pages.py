@@ -1,83 +1,17 @@
-"""
-The portal's pages as twisted.web.template elements (escaping by default),
-and the interception pages pre-rendered to bytes once, for speed.
-"""
+"""The portal's pages as twisted.web.template elements (escaping by default)."""
 
 from __future__ import annotations
 
-import html
-import re
-import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer, tags
+from twisted.web.template import Element, Tag, renderer, tags
 
 from portald.auth.interface import FormField, IAuthenticator
-from portald.table import EndReason, Session
+from portald.table import Session
 from portald.web.theme import Theme
-
-
-def describe_duration(seconds: float) -> str:
-    """Time left as a person says it: ``1 h 05 min``, ``4 min``, ``less than a minute``."""
-    minutes = int(seconds // 60)
-    if minutes < 1:
-        return "less than a minute"
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min"
-
-
-def describe_bytes(amount: int) -> str:
-    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if amount >= size:
-            return f"{amount / size:.1f} {unit}"
-    return f"{amount} bytes"
-
-
-def describe_period(seconds: float) -> str:
-    """A configured length in words: ``30 minutes``, ``1 hour 30 minutes``, ``45 seconds``."""
-    whole = int(round(seconds))
-    if whole < 60:
-        return f"{whole} second{'s' if whole != 1 else ''}"
-    hours, minutes = divmod(whole // 60, 60)
-    parts = [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
-    if minutes:
-        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
-    return " ".join(parts)
-
-
-def describe_allowance(amount: int) -> str:
-    """A data allowance as configured: ``500 MB``, ``1.5 GB``."""
-    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if amount >= size:
-            return f"{round(amount / size, 1):g} {unit}"
-    return f"{amount} bytes"
-
-
-def describe_ending(reason: EndReason, *, idle_timeout: float, quota: int) -> str | None:
-    """
-    Why a session ended, as the sentence's end after "your session ended";
-    C{None} for a reason a guest has nothing to learn from (a replaced
-    session is followed by a new one).
-    """
-    if reason is EndReason.LOGOUT:
-        return "because you signed out"
-    if reason is EndReason.EXPIRED:
-        return "because its time was up"
-    if reason is EndReason.IDLE:
-        if idle_timeout > 0:
-            return f"because you were inactive for {describe_period(idle_timeout)}"
-        return "because you were inactive for too long"
-    if reason is EndReason.QUOTA:
-        if quota > 0:
-            return f"because your data allowance of {describe_allowance(quota)} was used"
-        return "because your data allowance was used"
-    if reason is EndReason.ADMIN:
-        return "because the network's staff ended it"
-    return None
+from portald.web.words import describe_bytes, describe_duration, describe_period
 
 
 class Layout(Element):
@@ -251,50 +185,3 @@ class MessageBody(Element):
             return ""
         href, text = self._link
         return tag(tags.a(text, href=href))
-
-
-# --- pre-rendered pages for the interception hot path -------------------------------
-
-
-class _SlotFiller(Element):
-    def __init__(self, loader: XMLFile, slots: Mapping[str, str]) -> None:
-        super().__init__(loader=loader)
-        self._slots = slots
-
-    @renderer
-    def page(self, request: Any, tag: Tag) -> Tag:
-        return tag.fillSlots(**self._slots)
-
-
-class Prerendered:
-    """
-    A template flattened once, with the slots named in C{dynamic} left as
-    holes that L{render} fills with escaped text: the page costs a join per
-    request, not a flatten.
-    """
-
-    def __init__(self, loader: XMLFile, fixed: Mapping[str, str], dynamic: Iterable[str]) -> None:
-        markers = {name: f"portaldslot{secrets.token_hex(8)}" for name in dynamic}
-        results: list[bytes] = []
-        failures: list[Any] = []
-        flattenString(None, _SlotFiller(loader, {**fixed, **markers})).addCallbacks(
-            results.append, failures.append
-        )
-        if failures:
-            failures[0].raiseException()
-        if not results:
-            raise RuntimeError("a pre-rendered template must render synchronously")
-        document = b"<!DOCTYPE html>\n" + results[0]
-        by_marker = {marker.encode(): name for name, marker in markers.items()}
-        pattern = b"(" + b"|".join(re.escape(m) for m in by_marker) + b")" if by_marker else None
-        pieces = re.split(pattern, document) if pattern else [document]
-        # Even positions are literal bytes, odd ones name a slot.
-        self._pieces: list[bytes | str] = [
-            by_marker[piece] if index % 2 else piece for index, piece in enumerate(pieces)
-        ]
-
-    def render(self, values: Mapping[str, str]) -> bytes:
-        return b"".join(
-            piece if isinstance(piece, bytes) else html.escape(values[piece], quote=True).encode("utf-8")
-            for piece in self._pieces
-        )

@@ -15,10 +15,11 @@ from portald.table import JournalRefused
 from portald.web.forms import CSRF, LOGIN, form_value
 from portald.web.intercept import NEXT
 from portald.web.page import DevicePage, FormTarget
-from portald.web.pages import LandingBody, LandingView, describe_duration, describe_ending
+from portald.web.pages import LandingBody, LandingView
 from portald.web.portal import Portal
 from portald.web.replies import TRY_AGAIN
 from portald.web.urls import is_http_url
+from portald.web.words import describe_duration, describe_ending
 
 log = Logger()
 
