@@ -24,7 +24,7 @@ import attrs
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from portald.table import EndReason, ISessionJournal, Session
+from portald.table import EndReason, ISessionJournal, JournalRefused, Session
 
 log = Logger()
 
@@ -61,6 +61,10 @@ UsageSource = Callable[[str], tuple[int, int] | None]
 
 class StoreError(Exception):
     """The session database cannot be used; the message says what to do."""
+
+
+class StoreWriteError(StoreError, JournalRefused):
+    """A write the database did not take: the change it was to record is refused."""
 
 
 def _unreadable(path: Path, error: Exception) -> StoreError:
@@ -290,7 +294,7 @@ class SessionStore:
             self._db.commit()
         except sqlite3.Error as e:
             log.error("session database {path}: write failed: {error}", path=str(self.path), error=str(e))
-            raise StoreError(f"cannot write the session database {self.path}: {e}") from e
+            raise StoreWriteError(f"cannot write the session database {self.path}: {e}") from e
         finally:
             elapsed = time.perf_counter() - started
             self.longest_write = max(self.longest_write, elapsed)

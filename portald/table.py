@@ -73,6 +73,13 @@ class IAuthorizationObserver(Interface):
         """A session ended (logout, expiry, limits, an operator)."""
 
 
+class JournalRefused(Exception):
+    """
+    The journal could not record a change, so the change is refused (the
+    table is as it was).  The message says what went wrong, for the log.
+    """
+
+
 class ISessionJournal(Interface):
     """
     Durable record of the table (the session store).  Unlike observers, it
@@ -82,10 +89,10 @@ class ISessionJournal(Interface):
     """
 
     def record_started(session: Session) -> None:
-        """Persist a new session; raise to refuse it."""
+        """Persist a new session; raise L{JournalRefused} to refuse it."""
 
     def record_extended(session: Session) -> None:
-        """Persist a session's new end; raise to refuse the extension."""
+        """Persist a session's new end; raise L{JournalRefused} to refuse the extension."""
 
     def record_ended(session: Session, reason: EndReason, ended: float) -> None:
         """Persist the end of a session (failures are logged, not raised)."""
@@ -173,6 +180,8 @@ class AuthorizationTable:
         """
         Let C{mac} pass for C{duration} seconds (C{None}: until ended).
         An existing session of the same MAC is replaced.
+
+        @raise JournalRefused: the journal could not record it; nothing changed.
         """
         now = self._clock.seconds()
         session = Session(
@@ -203,7 +212,11 @@ class AuthorizationTable:
         return True
 
     def extend(self, mac: str, seconds: float) -> Session | None:
-        """Move the end of C{mac}'s session C{seconds} later."""
+        """
+        Move the end of C{mac}'s session C{seconds} later.
+
+        @raise JournalRefused: the journal could not record it; nothing changed.
+        """
         session = self._sessions.get(mac)
         if session is None or session.expires is None:
             return session

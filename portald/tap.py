@@ -19,7 +19,7 @@ from twisted.python import usage
 
 from portald import __version__
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from portald.dns.server import DNSService
+from portald.dns.service import DNSService
 from portald.firewall.interface import IFirewall
 from portald.leases.notifier import make_notifier
 from portald.leases.watcher import LeaseWatcher, watched_files

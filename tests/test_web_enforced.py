@@ -7,8 +7,9 @@ from twisted.internet.error import ConnectionDone
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 
-from portald.web.portal import ENFORCED_WAIT
+from portald.web.portal import PortalHooks
 from portald.web.service import PortalWeb
+from portald.web.signin import ENFORCED_WAIT
 
 from .web_support import CLIENT_IP, CLIENT_MAC, WebHarness
 
@@ -18,7 +19,7 @@ class EnforcedHarness(WebHarness):
         super().__init__()
         self.waits: list[Deferred[None]] = []
         self.web = PortalWeb(
-            self.config, self.table, self.neighbours, self.clock, self.usage.get, self.enforced
+            self.config, self.table, self.neighbours, self.clock, PortalHooks(self.usage.get, self.enforced)
         )
 
     def enforced(self) -> Deferred[None]:

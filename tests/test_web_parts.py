@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from portald.web.pages import describe_bytes, describe_duration
 from portald.web.tokens import Signer
 from portald.web.urls import is_http_url, original_url, split_host
+from portald.web.words import describe_bytes, describe_duration
 
 
 def test_tokens_are_bound_to_purpose_client_and_time() -> None:

@@ -18,7 +18,7 @@ from portald.limits import ActivityTracker
 from portald.store import SessionStore
 from portald.table import EndReason
 from portald.tap import build_service
-from portald.web.pages import describe_allowance, describe_ending, describe_period
+from portald.web.words import describe_allowance, describe_ending, describe_period
 from tests.limits_support import observing_limits
 
 from .dns_fakes import UDPMemoryReactor

@@ -15,6 +15,7 @@ from portald.config import Config, parse_config
 from portald.neighbours import Neighbours
 from portald.store import SessionStore
 from portald.table import AuthorizationTable
+from portald.web.portal import PortalHooks
 from portald.web.service import PortalWeb
 
 CLIENT_IP = "192.0.2.10"
@@ -107,8 +108,7 @@ class WebHarness:
             self.table,
             self.neighbours,
             self.clock,
-            self.usage.get,
-            last_ending=store.last_ending if store is not None else None,
+            PortalHooks(self.usage.get, last_ending=store.last_ending if store is not None else None),
         )
 
     def connect(self, client_ip: str = CLIENT_IP, via: str = "frontdoor"):

@@ -302,14 +302,3 @@ class PortalDNSFactory(ServerFactory):
                 reply = with_flags(response.toStr(), flags | FLAG_TC)
         protocol.writeReply(reply, address)
         return len(reply)
-
-
-def __getattr__(name: str) -> Any:
-    # portald.tap still imports DNSService from here; it lives in
-    # portald.dns.service now (which imports this module, hence not at
-    # the top).  Goes once tap imports it from there.
-    if name == "DNSService":
-        from portald.dns.service import DNSService
-
-        return DNSService
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,18 +12,19 @@ then owns the connection.
 
 from __future__ import annotations
 
-from typing import Any
+import socket
 
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import LoopingCall
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from twisted.web.server import Site
 
 from portald.addresses import normalise_ip
-from portald.web.intercept import Answer, Interception, Response
+from portald.memo import PerSecondMemo
+from portald.periodic import Periodic
+from portald.web.intercept import Interception, Response
 
 # A head larger than this is not a probe: twisted.web gets it, with its limits.
 MAX_FAST_HEAD = 8192
@@ -38,7 +39,7 @@ class FrontDoor(Protocol):
         self._client_ip = client_ip
         self._buffer = b""
         self._delegate: Protocol | None = None
-        self._socket: Any = None
+        self._socket: socket.socket | None = None
         self._closing = False
         # Set by each read, cleared by the idle sweep.
         self.active = True
@@ -117,10 +118,7 @@ class FrontDoor(Protocol):
         if host is None or self.factory.interception.is_portal_host(host):
             return False
         response = self.factory.interception.answer(self._client_ip, method, host, target)
-        if response.answer is Answer.ONLINE:
-            # A signed-in browser reached us on a connection it opened for
-            # another site before signing in: close it, or its next request
-            # for that site (the "Continue" link) comes back here again.
+        if response.closes:
             keep_alive = False
         data = self.factory.serialize(response, method == b"HEAD", keep_alive)
         if keep_alive:
@@ -173,13 +171,10 @@ class FrontDoorFactory(Factory):
         self.interception = interception
         self.site = site
         self._clock = clock
-        self._idle_timeout = idle_timeout
         self.connections: set[FrontDoor] = set()
-        self._sweeper: LoopingCall | None = None
-        self._date_second = -1
-        self._date = b""
-        # This second's header tails, by (body length, keep-alive).
-        self._tails: dict[tuple[int, bool], bytes] = {}
+        self._sweeper = Periodic(clock, idle_timeout, self.sweep)
+        # This second's header tails (they carry its Date), by (body length, keep-alive).
+        self._tails: PerSecondMemo[tuple[int, bool], bytes] = PerSecondMemo(clock, 64)
 
     def buildProtocol(self, addr: IAddress) -> FrontDoor:
         host: str = addr.host  # type: ignore[attr-defined]
@@ -187,14 +182,10 @@ class FrontDoorFactory(Factory):
         return FrontDoor(self, normalise_ip(host) if ":" in host else host)
 
     def startFactory(self) -> None:
-        self._sweeper = LoopingCall(self.sweep)
-        self._sweeper.clock = self._clock
-        self._sweeper.start(self._idle_timeout, now=False)
+        self._sweeper.start()
 
     def stopFactory(self) -> None:
-        if self._sweeper is not None and self._sweeper.running:
-            self._sweeper.stop()
-        self._sweeper = None
+        self._sweeper.stop()
 
     def sweep(self) -> None:
         for connection in list(self.connections):
@@ -206,26 +197,20 @@ class FrontDoorFactory(Factory):
             else:
                 connection.transport.loseConnection()
 
-    def _date_header(self) -> bytes:
-        now = int(self._clock.seconds())
-        if now != self._date_second:
-            self._date_second = now
-            self._date = datetimeToString(now)
-            self._tails.clear()
-        return self._date
-
     def serialize(self, response: Response, head_only: bool, keep_alive: bool) -> bytes:
-        date = self._date_header()
+        tails = self._tails.current()
         key = (len(response.body), keep_alive)
-        tail = self._tails.get(key)
+        tail = tails.get(key)
         if tail is None:
-            tail = b"Date: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n" % (
-                date,
-                key[0],
-                b"keep-alive" if keep_alive else b"close",
+            tail = tails.remember(
+                key,
+                b"Date: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n"
+                % (
+                    datetimeToString(int(self._clock.seconds())),
+                    key[0],
+                    b"keep-alive" if keep_alive else b"close",
+                ),
             )
-            if len(self._tails) < 64:
-                self._tails[key] = tail
         if head_only:
             return response.wire_head + tail
         return response.wire_head + tail + response.body

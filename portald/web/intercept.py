@@ -14,18 +14,23 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from portald.config import Config, ProbeRule
+from portald.memo import BoundedMemo, PerSecondMemo
 from portald.neighbours import Neighbours
 from portald.table import AuthorizationTable
 from portald.web.interceptlog import InterceptLog, tally
-from portald.web.pages import Prerendered
+from portald.web.prerendered import Prerendered
 from portald.web.security import COMMON_HEADERS, HTML, INTERCEPT_CSP, NO_STORE
 from portald.web.theme import Theme
 from portald.web.tokens import Signer
-from portald.web.urls import original_url, split_host
+from portald.web.urls import original_url, portal_hosts, split_host
 
 NEXT = "next"  # the token purpose and query parameter that carry a destination
 NEXT_MAX_AGE = 3600.0
 NETWORK_AUTHENTICATION_REQUIRED = b"Network Authentication Required"
+
+
+# (client IP, Host header, request target): what a captive answer depends on.
+_AnswerKey = tuple[str, bytes, bytes]
 
 
 class Answer(enum.Enum):
@@ -39,6 +44,8 @@ class Response:
     """
     A complete answer; the body is sent for every method but HEAD.
     C{wire_head} is the status line and C{headers} as bytes, ready to send.
+    With C{closes}, the connection it goes out on is closed after it, on
+    either path (the front door's or twisted.web's).
     """
 
     answer: Answer
@@ -47,6 +54,7 @@ class Response:
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
     wire_head: bytes = b""
+    closes: bool = False
 
 
 def wire_head(code: int, reason: bytes, headers: tuple[tuple[bytes, bytes], ...]) -> bytes:
@@ -87,21 +95,17 @@ class Interception:
         self._signer = signer
         self.portal_url = config.portal_url
         portal = config.portal
-        self._portal_hosts = {portal.hostname, str(portal.address)}
-        if portal.address6 is not None:
-            self._portal_hosts.add(f"[{portal.address6}]")
+        self._portal_hosts = portal_hosts(portal)
         self._probes: dict[str, list[ProbeRule]] = {}
         for rule in config.http.probes:
             self._probes.setdefault(rule.host, []).append(rule)
         self.counts: Counter[Answer] = Counter()
         self.log = InterceptLog(clock)
-        self._clock = clock
         # Hot-path memos: Host header -> "is it the portal?", and this
         # second's answers to captive clients (a link's token carries its
         # second, so an answer made again within it would be the same).
-        self._portal_host_memo: dict[bytes, bool] = {}
-        self._answers: dict[tuple[str, bytes, bytes], tuple[str | None, Response]] = {}
-        self._answers_second = -1
+        self._portal_host_memo: BoundedMemo[bytes, bool] = BoundedMemo(1024)
+        self._answers: PerSecondMemo[_AnswerKey, tuple[str | None, Response]] = PerSecondMemo(clock, 1024)
         self._network_auth = Prerendered(
             theme.loader("network-auth"), {"venue": portal.venue}, ["portal_link"]
         )
@@ -117,10 +121,9 @@ class Interception:
         known = self._portal_host_memo.get(host_header)
         if known is None:
             host = split_host(host_header)
-            known = host is not None and host[0] in self._portal_hosts
-            if len(self._portal_host_memo) >= 1024:
-                self._portal_host_memo.clear()
-            self._portal_host_memo[host_header] = known
+            known = self._portal_host_memo.remember(
+                host_header, host is not None and host[0] in self._portal_hosts
+            )
         return known
 
     def is_probe(self, host: str, path: str) -> bool:
@@ -151,29 +154,28 @@ class Interception:
                 _HEADERS,
                 self._online.render({"destination": url or self.portal_url + "status"}),
                 _ONLINE_HEAD,
+                # A signed-in browser reached us on a connection it opened
+                # for another site before signing in: close it, or its next
+                # request for that site (the page's link) comes back here.
+                closes=True,
             )
         else:
-            url, response = self._captive_answer(client_ip, host_header, target)
+            # The memo looked up here, not in _captive_answer: a hit costs
+            # no call more than the memo's own.
+            key = (client_ip, host_header, target)
+            known = self._answers.current().get(key)
+            url, response = known if known is not None else self._captive_answer(key)
         self.counts[response.answer] += 1
         self.log.record(client_ip, mac, method, url, host_header + target, response.answer.value)
         return response
 
-    def _captive_answer(
-        self, client_ip: str, host_header: bytes, target: bytes
-    ) -> tuple[str | None, Response]:
+    def _captive_answer(self, key: _AnswerKey) -> tuple[str | None, Response]:
         """
         The 302 or 511 for a client that has not signed in.  Probes and apps
         ask the same URL over and over: the answer is kept for the rest of
         the second (its portal link is signed per second anyway).
         """
-        second = int(self._clock.seconds())
-        if second != self._answers_second:
-            self._answers.clear()
-            self._answers_second = second
-        key = (client_ip, host_header, target)
-        known = self._answers.get(key)
-        if known is not None:
-            return known
+        client_ip, host_header, target = key
         url = original_url(host_header, target)
         if url is not None and self._is_probe_url(url):
             link = self.portal_link(client_ip, url).encode("ascii")
@@ -190,9 +192,7 @@ class Interception:
             response = Response(
                 Answer.NETWORK_AUTH, 511, NETWORK_AUTHENTICATION_REQUIRED, _HEADERS, body, _NETWORK_AUTH_HEAD
             )
-        if len(self._answers) < 1024:
-            self._answers[key] = (url, response)
-        return url, response
+        return self._answers.remember(key, (url, response))
 
     def summary(self) -> str:
         """The intercepted requests so far, by answer, for the log."""

@@ -1,82 +1,17 @@
-"""
-The portal's pages as twisted.web.template elements (escaping by default),
-and the interception pages pre-rendered to bytes once, for speed.
-"""
+"""The portal's pages as twisted.web.template elements (escaping by default)."""
 
 from __future__ import annotations
 
-import html
-import re
-import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer, tags
+import attrs
+from twisted.web.template import Element, Tag, renderer, tags
 
 from portald.auth.interface import FormField, IAuthenticator
-from portald.table import EndReason, Session
+from portald.table import Session
 from portald.web.theme import Theme
-
-
-def describe_duration(seconds: float) -> str:
-    """Time left as a person says it: ``1 h 05 min``, ``4 min``, ``less than a minute``."""
-    minutes = int(seconds // 60)
-    if minutes < 1:
-        return "less than a minute"
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min"
-
-
-def describe_bytes(amount: int) -> str:
-    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if amount >= size:
-            return f"{amount / size:.1f} {unit}"
-    return f"{amount} bytes"
-
-
-def describe_period(seconds: float) -> str:
-    """A configured length in words: ``30 minutes``, ``1 hour 30 minutes``, ``45 seconds``."""
-    whole = int(round(seconds))
-    if whole < 60:
-        return f"{whole} second{'s' if whole != 1 else ''}"
-    hours, minutes = divmod(whole // 60, 60)
-    parts = [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
-    if minutes:
-        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
-    return " ".join(parts)
-
-
-def describe_allowance(amount: int) -> str:
-    """A data allowance as configured: ``500 MB``, ``1.5 GB``."""
-    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if amount >= size:
-            return f"{round(amount / size, 1):g} {unit}"
-    return f"{amount} bytes"
-
-
-def describe_ending(reason: EndReason, *, idle_timeout: float, quota: int) -> str | None:
-    """
-    Why a session ended, as the sentence's end after "your session ended";
-    C{None} for a reason a guest has nothing to learn from (a replaced
-    session is followed by a new one).
-    """
-    if reason is EndReason.LOGOUT:
-        return "because you signed out"
-    if reason is EndReason.EXPIRED:
-        return "because its time was up"
-    if reason is EndReason.IDLE:
-        if idle_timeout > 0:
-            return f"because you were inactive for {describe_period(idle_timeout)}"
-        return "because you were inactive for too long"
-    if reason is EndReason.QUOTA:
-        if quota > 0:
-            return f"because your data allowance of {describe_allowance(quota)} was used"
-        return "because your data allowance was used"
-    if reason is EndReason.ADMIN:
-        return "because the network's staff ended it"
-    return None
+from portald.web.words import describe_bytes, describe_duration, describe_period
 
 
 class Layout(Element):
@@ -121,84 +56,81 @@ def _field(field: FormField) -> Tag:
     return tags.label(field.label, entry, **{"for": ident})
 
 
+@attrs.frozen
+class LandingView:
+    """What the landing page shows: the terms, the form (with its tokens) and a message or notice."""
+
+    terms: str
+    authenticator: IAuthenticator
+    csrf: str
+    next_token: str | None
+    message: str = ""
+    ending: str = ""
+
+
 class LandingBody(Element):
     """The terms and the login form of the configured method."""
 
-    def __init__(
-        self,
-        theme: Theme,
-        *,
-        terms: str,
-        authenticator: IAuthenticator,
-        csrf: str,
-        next_token: str | None,
-        message: str = "",
-        ending: str = "",
-    ) -> None:
+    def __init__(self, theme: Theme, view: LandingView) -> None:
         super().__init__(loader=theme.loader("landing"))
-        self._ending = ending
-        self._terms = terms
-        self._authenticator = authenticator
-        self._csrf = csrf
-        self._next = next_token
-        self._message = message
+        self._view = view
 
     @renderer
     def message(self, request: Any, tag: Tag) -> Tag | str:
-        return tag(self._message) if self._message else ""
+        return tag(self._view.message) if self._view.message else ""
 
     @renderer
     def ending(self, request: Any, tag: Tag) -> Tag | str:
-        return tag(self._ending) if self._ending else ""
+        return tag(self._view.ending) if self._view.ending else ""
 
     @renderer
     def terms(self, request: Any, tag: Tag) -> Tag:
-        return tag(self._terms)
+        return tag(self._view.terms)
 
     @renderer
     def form(self, request: Any, tag: Tag) -> Tag:
-        return tag.fillSlots(csrf=self._csrf, submit=self._authenticator.submit_label)
+        return tag.fillSlots(csrf=self._view.csrf, submit=self._view.authenticator.submit_label)
 
     @renderer
     def next_field(self, request: Any, tag: Tag) -> Tag | str:
-        if self._next is None:
+        if self._view.next_token is None:
             return ""
-        return tags.input(type="hidden", name="next", value=self._next)
+        return tags.input(type="hidden", name="next", value=self._view.next_token)
 
     @renderer
     def fields(self, request: Any, tag: Tag) -> list[Tag]:
-        return [_field(field) for field in self._authenticator.fields]
+        return [_field(field) for field in self._view.authenticator.fields]
+
+
+@attrs.frozen
+class StatusView:
+    """
+    What the status page shows: the session at C{now}, the data C{used}
+    (if known) and the C{extension} the extend button adds (if offered).
+    """
+
+    session: Session
+    now: float
+    warn_before: float
+    csrf: str
+    used: tuple[int, int] | None = None
+    extension: float | None = None
 
 
 class StatusBody(Element):
     """Time left, data allowance, the expiry notice, and the sign-out button."""
 
-    def __init__(
-        self,
-        theme: Theme,
-        *,
-        session: Session,
-        now: float,
-        warn_before: float,
-        csrf: str,
-        used: tuple[int, int] | None = None,
-        extension: float | None = None,
-    ) -> None:
+    def __init__(self, theme: Theme, view: StatusView) -> None:
         super().__init__(loader=theme.loader("status"))
-        self._used = used
-        self._extension = extension
-        self._session = session
-        self._now = now
-        self._warn_before = warn_before
-        self._csrf = csrf
+        self._view = view
 
     def _remaining(self) -> float | None:
-        return self._session.remaining(self._now)
+        return self._view.session.remaining(self._view.now)
 
     @renderer
     def expiry_notice(self, request: Any, tag: Tag) -> Tag | str:
         remaining = self._remaining()
-        if remaining is None or remaining > self._warn_before:
+        if remaining is None or remaining > self._view.warn_before:
             return ""
         return tag(
             f"Your session ends in {describe_duration(remaining)}. "
@@ -209,30 +141,30 @@ class StatusBody(Element):
     def session(self, request: Any, tag: Tag) -> Tag:
         remaining = self._remaining()
         return tag.fillSlots(
-            mac=self._session.mac,
-            method=self._session.method,
+            mac=self._view.session.mac,
+            method=self._view.session.method,
             time_left="no time limit" if remaining is None else describe_duration(remaining),
         )
 
     @renderer
     def data(self, request: Any, tag: Tag) -> list[Tag] | str:
-        quota = self._session.quota_bytes
+        quota = self._view.session.quota_bytes
         if not quota:
             return ""
-        if self._used is None:
+        if self._view.used is None:
             return [tags.dt("Data allowance"), tags.dd(describe_bytes(quota))]
-        used = sum(self._used)
+        used = sum(self._view.used)
         return [tags.dt("Data used"), tags.dd(f"{describe_bytes(used)} of {describe_bytes(quota)}")]
 
     @renderer
     def extend_form(self, request: Any, tag: Tag) -> Tag | str:
-        if self._extension is None:
+        if self._view.extension is None:
             return ""
-        return tag.fillSlots(csrf=self._csrf, length=describe_period(self._extension))
+        return tag.fillSlots(csrf=self._view.csrf, length=describe_period(self._view.extension))
 
     @renderer
     def logout_form(self, request: Any, tag: Tag) -> Tag:
-        return tag.fillSlots(csrf=self._csrf)
+        return tag.fillSlots(csrf=self._view.csrf)
 
 
 class MessageBody(Element):
@@ -253,50 +185,3 @@ class MessageBody(Element):
             return ""
         href, text = self._link
         return tag(tags.a(text, href=href))
-
-
-# --- pre-rendered pages for the interception hot path -------------------------------
-
-
-class _SlotFiller(Element):
-    def __init__(self, loader: XMLFile, slots: Mapping[str, str]) -> None:
-        super().__init__(loader=loader)
-        self._slots = slots
-
-    @renderer
-    def page(self, request: Any, tag: Tag) -> Tag:
-        return tag.fillSlots(**self._slots)
-
-
-class Prerendered:
-    """
-    A template flattened once, with the slots named in C{dynamic} left as
-    holes that L{render} fills with escaped text: the page costs a join per
-    request, not a flatten.
-    """
-
-    def __init__(self, loader: XMLFile, fixed: Mapping[str, str], dynamic: Iterable[str]) -> None:
-        markers = {name: f"portaldslot{secrets.token_hex(8)}" for name in dynamic}
-        results: list[bytes] = []
-        failures: list[Any] = []
-        flattenString(None, _SlotFiller(loader, {**fixed, **markers})).addCallbacks(
-            results.append, failures.append
-        )
-        if failures:
-            failures[0].raiseException()
-        if not results:
-            raise RuntimeError("a pre-rendered template must render synchronously")
-        document = b"<!DOCTYPE html>\n" + results[0]
-        by_marker = {marker.encode(): name for name, marker in markers.items()}
-        pattern = b"(" + b"|".join(re.escape(m) for m in by_marker) + b")" if by_marker else None
-        pieces = re.split(pattern, document) if pattern else [document]
-        # Even positions are literal bytes, odd ones name a slot.
-        self._pieces: list[bytes | str] = [
-            by_marker[piece] if index % 2 else piece for index, piece in enumerate(pieces)
-        ]
-
-    def render(self, values: Mapping[str, str]) -> bytes:
-        return b"".join(
-            piece if isinstance(piece, bytes) else html.escape(values[piece], quote=True).encode("utf-8")
-            for piece in self._pieces
-        )

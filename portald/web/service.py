@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.application.internet import TCPServer
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Site
 
@@ -14,9 +15,12 @@ from portald.auth.methods import authenticator_for
 from portald.config import Config
 from portald.neighbours import Neighbours
 from portald.table import AuthorizationTable
+from portald.web.forms import FormGuard
 from portald.web.frontdoor import FrontDoorFactory
 from portald.web.intercept import Interception
-from portald.web.portal import LastEnding, Portal, PortalRoot, Usage
+from portald.web.portal import NO_HOOKS, LastEnding, Portal, PortalHooks, Usage
+from portald.web.replies import Replies
+from portald.web.root import PortalRoot
 from portald.web.theme import Theme
 from portald.web.tokens import Signer
 
@@ -34,13 +38,12 @@ class PortalWeb:
         config: Config,
         table: AuthorizationTable,
         neighbours: Neighbours,
-        reactor: Any,
-        usage: Usage | None = None,
-        enforced: Callable[[], Deferred[None]] | None = None,
-        last_ending: LastEnding | None = None,
+        reactor: IReactorTime,
+        hooks: PortalHooks = NO_HOOKS,
     ) -> None:
         theme = Theme(config.http.theme)
         signer = Signer(reactor)
+        replies = Replies(theme, config.portal.venue)
         self.interception = Interception(config, table, neighbours, signer, theme, reactor)
         self.portal = Portal(
             config,
@@ -48,14 +51,12 @@ class PortalWeb:
             neighbours,
             reactor,
             authenticator_for(config),
-            signer,
-            theme,
             self.interception,
-            usage,
-            enforced,
-            last_ending,
+            replies,
+            FormGuard(config, signer, replies),
+            hooks,
         )
-        self.root = PortalRoot(self.portal, self.interception, theme)
+        self.root = PortalRoot(self.portal)
         self.site = Site(self.root, timeout=CHANNEL_TIMEOUT, reactor=reactor)
         self.site.displayTracebacks = False
         # twisted.web's own access log would log every request a second time.
@@ -71,7 +72,7 @@ class HTTPService(TCPServer):
 
     name = "http"
 
-    def __init__(self, web: PortalWeb, port: int, interface: str, reactor: Any) -> None:
+    def __init__(self, web: PortalWeb, port: int, interface: str, reactor: IReactorTCP) -> None:
         super().__init__(port, web.factory, interface=interface, reactor=reactor)
         self.web = web
 
@@ -86,16 +87,14 @@ def web_service(
     config: Config,
     table: AuthorizationTable,
     neighbours: Neighbours,
-    reactor: Any,
+    reactor: IReactorTime,
     usage: Usage | None = None,
     enforced: Callable[[], Deferred[None]] | None = None,
     last_ending: LastEnding | None = None,
 ) -> HTTPService:
     """
-    C{enforced}, if given, fires once every authorization so far is in
-    force (the firewall's L{portald.firewall.IFirewall.applied}): sign-in
-    answers wait for it.  C{last_ending} (the session store's) lets the
-    sign-in page say why a device's last session ended.
+    The web part on C{reactor} (its clock, and its TCP for the listener);
+    the optional parts are those of L{PortalHooks}.
     """
-    web = PortalWeb(config, table, neighbours, reactor, usage, enforced, last_ending)
-    return HTTPService(web, config.http.port, str(config.http_listen), reactor)
+    web = PortalWeb(config, table, neighbours, reactor, PortalHooks(usage, enforced, last_ending))
+    return HTTPService(web, config.http.port, str(config.http_listen), reactor)  # type: ignore[arg-type]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, urlsplit
 
+from portald.config import PortalSettings
+
 _LABEL = rb"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOST = re.compile(
     rb"(?P<name>" + _LABEL + rb"(?:\." + _LABEL + rb")*\.?|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>\d{1,5}))?"
@@ -17,6 +19,17 @@ _HOST = re.compile(
 # quotes, angle brackets, bytes above 0x7e) is percent-encoded.
 _PATH_SAFE = "/?&=:;@!$'()*+,~%-._"
 MAX_URL_LENGTH = 2048
+
+
+def portal_hosts(portal: PortalSettings) -> frozenset[str]:
+    """
+    The Host names the portal answers on: its name and its addresses (an
+    IPv6 one in brackets, as it stands in a Host header), lower case.
+    """
+    hosts = {portal.hostname, str(portal.address)}
+    if portal.address6 is not None:
+        hosts.add(f"[{portal.address6}]")
+    return frozenset(hosts)
 
 
 def split_host(host_header: bytes) -> tuple[str, int | None] | None:

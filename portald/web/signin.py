@@ -1,0 +1,213 @@
+"""Signing in: the landing page with its form, and the login that the form posts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET, Request
+
+from portald.auth.interface import AuthResult, Credentials
+from portald.auth.limits import AttemptLimiter
+from portald.table import JournalRefused
+from portald.web.forms import CSRF, LOGIN, form_value
+from portald.web.intercept import NEXT
+from portald.web.page import DevicePage, FormTarget
+from portald.web.pages import LandingBody, LandingView
+from portald.web.portal import Portal
+from portald.web.replies import TRY_AGAIN
+from portald.web.urls import is_http_url
+from portald.web.words import describe_duration, describe_ending
+
+log = Logger()
+
+# The longest a sign-in answer waits for the firewall to confirm it.
+ENFORCED_WAIT = 2.0
+# The landing page says why the last session ended if it ended this recently.
+ENDING_SHOWN_FOR = 24 * 3600.0
+
+
+def landing_page(
+    portal: Portal,
+    request: Request,
+    ip: str,
+    next_token: str | None,
+    message: str = "",
+    code: int = 200,
+    ending: str = "",
+) -> Any:
+    """The terms and the sign-in form, with a message (a refusal) or a notice (the last ending)."""
+    view = LandingView(
+        terms=portal.config.portal.terms,
+        authenticator=portal.authenticator,
+        csrf=portal.forms.token(ip),
+        next_token=next_token,
+        message=message,
+        ending=ending,
+    )
+    body = LandingBody(portal.replies.theme, view)
+    return portal.replies.page(request, f"Welcome to {portal.config.portal.venue}", body, code)
+
+
+def valid_next(portal: Portal, ip: str, token: str | None) -> str | None:
+    """C{token} if it genuinely carries a destination for this client, else C{None}."""
+    destination = portal.interception.destination(ip, token)
+    return token if destination is not None and is_http_url(destination) else None
+
+
+class Landing(DevicePage):
+    """C{/}: the sign-in form, or the way to the session of a device signed in already."""
+
+    def show(self, request: Request, ip: str, mac: str) -> Any:
+        portal = self.portal
+        if portal.table.is_authorized(mac):
+            return portal.replies.see_other(request, "/status")
+        next_token = valid_next(portal, ip, form_value(request, NEXT))
+        return landing_page(portal, request, ip, next_token, ending=self._ending_notice(mac))
+
+    def _ending_notice(self, mac: str) -> str:
+        """ "Your session ended … because …" for a recent ending, else nothing."""
+        last_ending = self.portal.hooks.last_ending
+        if last_ending is None:
+            return ""
+        try:
+            ending = last_ending(mac)
+        except Exception:
+            # A notice is a courtesy: the sign-in form matters more.
+            log.failure("could not look up how {mac}'s last session ended", mac=mac)
+            return ""
+        if ending is None:
+            return ""
+        reason, ended = ending
+        ago = max(0.0, self.portal.clock.seconds() - ended)
+        sessions = self.portal.config.sessions
+        because = describe_ending(reason, idle_timeout=sessions.idle_timeout, quota=sessions.quota)
+        if because is None or ago > ENDING_SHOWN_FOR:
+            return ""
+        return f"Your session ended {describe_duration(ago)} ago {because}."
+
+
+class Login(FormTarget):
+    """
+    C{POST /login}: the sign-in method's answer, rate limited per device;
+    once the journal has it, the answer waits (a little) for the firewall.
+    """
+
+    def __init__(self, portal: Portal) -> None:
+        super().__init__(portal)
+        auth = portal.config.auth
+        self._limiter = AttemptLimiter(portal.clock, auth.max_attempts, auth.attempt_window)
+
+    form = LOGIN
+
+    def submitted(self, request: Request, ip: str, mac: str | None) -> Any:
+        portal = self.portal
+        if mac is None:
+            return portal.replies.no_lease(request, 403)
+        next_token = valid_next(portal, ip, form_value(request, NEXT))
+        if portal.table.is_authorized(mac):
+            return self._signed_in(request, next_token, ip)
+        wait = self._limiter.retry_after(mac)
+        if wait > 0:
+            request.setHeader(b"Retry-After", str(int(wait) + 1).encode())
+            message = f"Too many attempts. Please wait {int(wait) + 1} seconds and try again."
+            return landing_page(portal, request, ip, next_token, message, 429)
+        # Field names and values as the browser sent them, whatever bytes.
+        fields = {
+            name.decode("utf-8", "replace"): values[0].decode("utf-8", "replace") if values else ""
+            for name, values in (request.args or {}).items()
+        }
+        fields.pop(CSRF, None)
+        fields.pop(NEXT, None)
+        attempt: Deferred[AuthResult] = portal.authenticator.authenticate(Credentials(mac, ip, fields))
+        finished: list[bool] = []
+        request.notifyFinish().addBoth(finished.append)
+        attempt.addCallback(self._attempted, request, ip, mac, next_token, finished)
+        attempt.addErrback(self._failed, request, finished)
+        return NOT_DONE_YET
+
+    def _attempted(
+        self,
+        result: AuthResult,
+        request: Request,
+        ip: str,
+        mac: str,
+        next_token: str | None,
+        finished: list[bool],
+    ) -> None:
+        portal = self.portal
+        if not result.ok:
+            if result.counts:
+                self._limiter.record_failure(mac)
+            log.info("sign-in refused for {mac} ({ip}): {why}", mac=mac, ip=ip, why=result.message)
+            if not finished:
+                landing_page(portal, request, ip, next_token, result.message, 403)
+            return
+        self._limiter.clear(mac)
+        sessions = portal.config.sessions
+        try:
+            portal.table.authorize(
+                mac,
+                ip=ip,
+                method=portal.authenticator.name,
+                user=result.user,
+                duration=portal.config.session_timeout(),
+                idle_timeout=sessions.idle_timeout or None,
+                quota_bytes=sessions.quota or None,
+            )
+        except JournalRefused as e:
+            # Not on disk, so not granted: a login must survive a restart.
+            log.error("could not sign in {mac} ({ip}): {why}", mac=mac, ip=ip, why=str(e))
+            if not finished:
+                portal.replies.not_recorded(
+                    request,
+                    "We could not sign you in",
+                    "The network could not record your sign-in, so you are not online yet.",
+                    ("/", "Try again"),
+                )
+            return
+        if finished:
+            return
+        enforced = portal.hooks.enforced
+        if enforced is None:
+            self._answer_signed_in(request, next_token, ip, finished)
+            return
+        # Answer once the firewall lets the client out, so that the browser's
+        # next request (often the page it wanted) is not intercepted again;
+        # but never keep a person waiting long on a slow firewall.
+        waiting = enforced()
+        waiting.addTimeout(ENFORCED_WAIT, portal.clock)
+        waiting.addErrback(
+            lambda failure: log.warn(
+                "answering {ip}'s sign-in before the firewall confirmed it: {why}", ip=ip, why=failure.value
+            )
+        )
+        waiting.addCallback(lambda _: self._answer_signed_in(request, next_token, ip, finished))
+
+    def _answer_signed_in(
+        self, request: Request, next_token: str | None, ip: str, finished: list[bool]
+    ) -> None:
+        if finished:
+            return
+        body = self._signed_in(request, next_token, ip)
+        if body is not NOT_DONE_YET:
+            request.write(body)
+            request.finish()
+
+    def _failed(self, failure: Failure, request: Request, finished: list[bool]) -> None:
+        log.failure("sign-in failed", failure)
+        if not finished:
+            self.portal.replies.message(request, "Something went wrong", [TRY_AGAIN], ("/", "Back"), 500)
+
+    def _signed_in(self, request: Request, next_token: str | None, ip: str) -> Any:
+        destination = self.portal.interception.destination(ip, next_token)
+        if destination is not None:
+            return self.portal.replies.see_other(request, destination)
+        return self.portal.replies.message(
+            request,
+            "You are online",
+            ["You are signed in. You can close this page, or open any website."],
+            ("/status", "Your session: time left and sign out"),
+        )
