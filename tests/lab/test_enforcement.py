@@ -63,6 +63,17 @@ def udp_send(client: Client, address: str, port: int) -> None:
     client.run([sys.executable, "-c", script])
 
 
+def wait_for_enforcement(lab) -> None:
+    """
+    Until portald's first whole-table load is in the kernel.  The portal page
+    answers as soon as the listeners are open, which is before that load
+    (queued at start): until it lands the gateway forwards everything.  The
+    load is one transaction, so once the table lists, every rule is in.
+    """
+    table = ["nft", "list", "chain", "inet", f"{lab.prefix}_portald", "from_clients"]
+    wait_for(lambda: lab.gateway().run(table, check=False).returncode == 0, 10, what="the firewall's first load")
+
+
 def form_token(page: str) -> str:
     match = re.search(r'name="csrf"[^>]*value="([^"]+)"', page) or re.search(
         r'value="([^"]+)"[^>]*name="csrf"', page
@@ -107,6 +118,7 @@ def test_enforcement_end_to_end(lab) -> None:
         wait_for(
             lambda c=client: "csrf" in curl(c, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease"
         )
+    wait_for_enforcement(lab)
 
     # --- unauthorized ---
     for client in (phone, other):
@@ -173,6 +185,7 @@ def test_walled_garden_names_open_their_addresses_to_everyone(lab) -> None:
         settings={"dns": {"walled_garden": ["news.example.test"]}},
     )
     wait_for(lambda: "csrf" in curl(phone, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease")
+    wait_for_enforcement(lab)
     assert status(phone, f"http://{WEB_ADDRESS}/") == "511"
     # The phone, not signed in, resolves a walled-garden name through portald...
     assert dig(phone, GATEWAY_ADDRESS, "news.example.test") == WEB_ADDRESS
