@@ -54,7 +54,7 @@ def test_a_whole_load_gets_the_time_left_keeping_the_kernels_where_longer() -> N
 
 def test_many_addresses_drop_the_expired_ones() -> None:
     g = garden()
-    g.learn([str(ip("10.0.0.0") + n) for n in range(4000)], 600, now=0)
+    g.learn([str(ip("2001:db8::") + n) for n in range(4000)], 600, now=0)
     g.learn([f"198.51.100.{n}" for n in range(96)], 60, now=0)
     assert len(g.remaining(now=0)) == 4096
     g.learn(["192.0.2.1"], 600, now=100)
