@@ -130,7 +130,8 @@ class UsageLedger:
         usage = self._usage.get(mac)
         return usage.bytes if usage is not None else None
 
-    def __getitem__(self, mac: str) -> Usage | None:
+    def of(self, mac: str) -> Usage | None:
+        """The current session's usage record of C{mac}, if it has one."""
         return self._usage.get(mac)
 
     def read(self, counters: Counters) -> None:
@@ -206,7 +207,7 @@ class SessionLimits(Service):
         now = self._clock.seconds()
         self._ledger.read(counters)
         for session in self._table.sessions():
-            usage = self._ledger[session.mac]
+            usage = self._ledger.of(session.mac)
             if usage is None:
                 continue
             seen = counters.get(session.mac)
