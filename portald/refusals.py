@@ -18,11 +18,11 @@ from twisted.logger import Logger
 # already logged starts again: at worst one more line per client.
 _MAX_REMEMBERED = 4096
 
+log = Logger(namespace="portald.refusals")
+
 
 class Refusals:
     """Counts of refused input by limit name, and a log that does not flood."""
-
-    log = Logger(namespace="portald.refusals")
 
     def __init__(self, clock: IReactorTime, window: float = 60.0) -> None:
         self._clock = clock
@@ -41,7 +41,7 @@ class Refusals:
         if len(self._last_logged) >= _MAX_REMEMBERED:
             self._last_logged.clear()
         self._last_logged[key] = now
-        self.log.warn(
+        log.warn(
             "refused {client}: {limit} reached{detail} (counted; logged once per {window:.0f}s per client)",
             client=client,
             limit=limit,
