@@ -148,14 +148,23 @@ def test_a_tampered_or_stale_destination_token_is_ignored(harness: WebHarness) -
     for forged in (
         f"{evil}.{issued}.{signature}",
         f"{payload}.{int(issued) + 1}.{signature}",
+        # The same issue time spelled otherwise: refused, not read as equal.
+        f"{payload}.0{issued}.{signature}",
+        f"{payload}.{quote(issued.translate(ARABIC_INDIC))}.{signature}",
         "junk",
         "a.b.c",
+        "a.%C2%B2.b",  # a digit to str.isdigit() that int() refuses
+        "a.%D9%A1.b",
+        "a.%ED%A0%80.b",  # not UTF-8 at all
     ):
-        page = harness.request("GET", f"{PORTAL}/?next={forged}").body
-        assert harness.form_value(page, "next") is None
+        reply = harness.request("GET", f"{PORTAL}/?next={forged}")
+        assert reply.status == 200 and harness.form_value(reply.body, "next") is None
     harness.clock.advance(3601)
     page = harness.request("GET", link).body
     assert harness.form_value(page, "next") is None
+
+
+ARABIC_INDIC = str.maketrans("0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669")
 
 
 # --- access codes and rate limiting ---
@@ -205,6 +214,8 @@ def test_forms_without_a_valid_token_change_nothing(harness: WebHarness) -> None
         {"accept": "yes"},
         {"accept": "yes", "csrf": "junk"},
         {"accept": "yes", "csrf": other_token},
+        {"accept": "yes", "csrf": "a.\u00b2.b"},
+        {"accept": "yes", "csrf": "a.\u0661\u0662.b"},
     ):
         reply = harness.request("POST", PORTAL + "/login", form=form)
         assert reply.status == 403 and "expired" in reply.body

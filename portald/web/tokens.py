@@ -13,8 +13,15 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 
 from twisted.internet.interfaces import IReactorTime
+
+
+# What sign() writes for the issue time: ASCII digits, no leading zero.  str.isdigit()
+# would also take "²" or Arabic-Indic digits, which int() then refuses or
+# reads as the same number as another spelling.
+_ISSUED = re.compile(r"(?:0|[1-9][0-9]{0,11})\Z", re.ASCII)
 
 
 def _b64encode(data: bytes) -> str:
@@ -47,10 +54,12 @@ class Signer:
 
     def verify(self, purpose: str, client_ip: str, token: str, max_age: float) -> str | None:
         """The signed value, or C{None} if C{token} is forged, foreign, stale or junk."""
-        if len(token) > 8192:
+        # sign() only writes ASCII; anything else is junk, refused before it
+        # reaches an encode() or int() that could raise.
+        if len(token) > 8192 or not token.isascii():
             return None
         parts = token.split(".")
-        if len(parts) != 3 or not parts[1].isdigit():
+        if len(parts) != 3 or _ISSUED.match(parts[1]) is None:
             return None
         payload, issued_text, signature = parts
         issued = int(issued_text)
