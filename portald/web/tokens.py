@@ -17,7 +17,6 @@ import re
 
 from twisted.internet.interfaces import IReactorTime
 
-
 # What sign() writes for the issue time: ASCII digits, no leading zero.  str.isdigit()
 # would also take "²" or Arabic-Indic digits, which int() then refuses or
 # reads as the same number as another spelling.
