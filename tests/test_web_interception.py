@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 
 from portald.config import DEFAULT_PROBES
 from portald.table import EndReason
@@ -197,3 +197,21 @@ def test_answers_kept_for_the_second_are_per_client_and_end_at_sign_in(harness: 
     harness.table.deauthorize(CLIENT_MAC, EndReason.LOGOUT)
     again = harness.request("GET", "http://example.com/", via=via)
     assert again.status == 511 and link.search(again.body).group(1) == link.search(mine.body).group(1)
+
+
+@BOTH_PATHS
+def test_the_log_keeps_no_query_string_and_no_forged_line(harness: WebHarness, via: str) -> None:
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        harness.request("GET", "http://example.com/cb?token=SECRET-OF-ANOTHER-SITE", via=via)
+        harness.raw(
+            b"GE\nT-FORGED /x?k=SECRET HTTP/1.1\r\nHost: example.com\r\n\r\n", client_ip=STRANGER_IP, via=via
+        )
+        harness.request("GET", "http://example.com/later?again=SECRET", via=via)
+        harness.clock.advance(10)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    lines = [formatEvent(e) for e in events if e.get("log_namespace") == "portald.web.intercept"]
+    assert any("http://example.com/cb?…" in line for line in lines)
+    assert all("SECRET" not in line and "\n" not in line for line in lines), lines

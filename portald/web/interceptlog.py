@@ -6,6 +6,10 @@ of requests a minute; a line for each would bury everything else and wear
 out a Raspberry Pi's SD card.  So the first intercepted request of each
 client in a window is logged in full, and the rest of the window is summed
 up in one line per client when the window closes.
+
+What a guest sent is logged without its query string (it can carry another
+site's tokens) and with control characters escaped (an LF in a method must
+not start a forged log line).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class InterceptLog:
             return
         log.info(
             "intercepted {method} {url} from {ip} ({mac}): {answer}",
-            method=method.decode("ascii", "replace"),
+            method=_escaped(method),
             url=_shown(url, requested),
             ip=ip,
             mac=mac or "no lease",
@@ -75,13 +79,22 @@ class InterceptLog:
                     mac=quiet.mac,
                     window=self._window,
                     answers=tally(quiet.answers),
-                    latest=f"{quiet.latest[0].decode('ascii', 'replace')} {_shown(*quiet.latest[1:])}",
+                    latest=f"{_escaped(quiet.latest[0])} {_shown(*quiet.latest[1:])}",
                 )
         self._quiet.clear()
 
 
 def _shown(url: str | None, requested: bytes) -> str:
-    return url or repr(requested)[1:]
+    if url is not None:
+        path, query, _ = url.partition("?")
+        return path + ("?…" if query else "")
+    path, query, _ = requested.partition(b"?")
+    return _escaped(path) + ("?…" if query else "")
+
+
+def _escaped(raw: bytes) -> str:
+    """Bytes as printable ASCII: control characters and the rest as escapes."""
+    return repr(raw)[2:-1]
 
 
 def tally(counts: Counter[Any]) -> str:
