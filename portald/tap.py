@@ -25,6 +25,7 @@ from portald.leases.notifier import make_notifier
 from portald.leases.watcher import LeaseWatcher, watched_files
 from portald.limits import ActivityTracker, SessionLimits, UsageLedger
 from portald.neighbours import Neighbours
+from portald.refusals import Refusals
 from portald.store import SessionStore, StoreError
 from portald.table import AuthorizationTable, Session, SessionLog
 from portald.web.service import web_service
@@ -156,6 +157,8 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     to_restore = store.restorable(reactor.seconds())
     table = AuthorizationTable(reactor, journal=store)
     neighbours = Neighbours()
+    # Every input bound, DNS's and the web's, counts its refusals here.
+    refusals = Refusals(reactor)
     activity = ActivityTracker()
     firewall = firewall_for(config, table, reactor)
     # The kernel's per-MAC byte counters when the firewall counts them;
@@ -187,6 +190,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         # DNS tells the firewall where walled-garden names point.
         on_walled_garden_answer=firewall.on_walled_garden_answer,
         on_activity=activity.saw if counted_by_portald else None,
+        refusals=refusals,
     )
     web = web_service(
         config,
@@ -196,6 +200,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         usage=ledger.usage,
         enforced=firewall.applied,
         last_ending=store.last_ending,
+        refusals=refusals,
     )
     # Every observer of the table, in the order they hear of a change.
     for observer in (SessionLog(), activity, firewall, ledger):

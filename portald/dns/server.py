@@ -46,6 +46,7 @@ from portald.dns.wire import (
     with_flags,
 )
 from portald.neighbours import Neighbours
+from portald.refusals import Refusals
 from portald.table import AuthorizationTable
 
 log = Logger()
@@ -183,7 +184,9 @@ class PortalDNSFactory(ServerFactory):
         clock: IReactorTime,
         on_walled_garden_answer: WalledGardenCallback | None = None,
         on_activity: ActivityCallback | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
+        self.refusals = refusals if refusals is not None else Refusals(clock)
         self.policy = Policy(config, neighbours, table, on_activity)
         self.local = LocalAnswers(config)
         self.forwarder = forwarder

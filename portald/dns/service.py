@@ -14,6 +14,7 @@ from portald.dns.policy import ActivityCallback
 from portald.dns.server import PortalDNSFactory, WalledGardenCallback
 from portald.dns.upstream import Forwarder
 from portald.neighbours import Neighbours
+from portald.refusals import Refusals
 from portald.table import AuthorizationTable
 
 log = Logger()
@@ -56,6 +57,7 @@ class DNSService(MultiService):
         It is how the firewall learns which addresses to let through before
         sign-in.  Called synchronously from the reactor; an exception in it
         is logged and does not affect the answer.
+    @param refusals: where what DNS refuses is counted and logged.
     @param on_activity: if given, called as C{on_activity(mac, received,
         sent)} for each answered query of a signed-in client (bytes of the
         query and of the answer): portald's own view of traffic, for idle
@@ -72,12 +74,23 @@ class DNSService(MultiService):
         neighbours: Neighbours,
         on_walled_garden_answer: WalledGardenCallback | None = None,
         on_activity: ActivityCallback | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
         super().__init__()
+        # What DNS refused (too many TCP connections, ...): portald's one
+        # count when given, else the service's own.
+        self.refusals = refusals if refusals is not None else Refusals(reactor)
         self.cache = AnswerCache(config.dns.cache_size, config.dns.max_cache_ttl)
         self.forwarder = Forwarder(reactor, config.dns.upstream, config.dns.upstream_timeout, self.cache)
         self.factory = PortalDNSFactory(
-            config, neighbours, table, self.forwarder, reactor, on_walled_garden_answer, on_activity
+            config,
+            neighbours,
+            table,
+            self.forwarder,
+            reactor,
+            on_walled_garden_answer,
+            on_activity,
+            refusals=self.refusals,
         )
         self._dns_port = config.dns.port
         self._interfaces = [str(address) for address in config.dns_listen]

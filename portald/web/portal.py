@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from portald.auth.interface import IAuthenticator
 from portald.config import Config
 from portald.neighbours import Neighbours
+from portald.refusals import Refusals
 from portald.table import AuthorizationTable, EndReason
 from portald.web.forms import FormGuard
 from portald.web.intercept import Interception
@@ -57,3 +58,7 @@ class Portal:
     replies: Replies
     forms: FormGuard
     hooks: PortalHooks = NO_HOOKS
+    # Where every input bound of the pages counts what it refused.
+    refusals: Refusals = attrs.field(
+        default=attrs.Factory(lambda self: Refusals(self.clock), takes_self=True)
+    )

@@ -14,6 +14,7 @@ from twisted.web.server import Site
 from portald.auth.methods import authenticator_for
 from portald.config import Config
 from portald.neighbours import Neighbours
+from portald.refusals import Refusals
 from portald.table import AuthorizationTable
 from portald.web.forms import FormGuard
 from portald.web.frontdoor import FrontDoorFactory
@@ -40,7 +41,11 @@ class PortalWeb:
         neighbours: Neighbours,
         reactor: IReactorTime,
         hooks: PortalHooks = NO_HOOKS,
+        refusals: Refusals | None = None,
     ) -> None:
+        # What the web refused (bodies, slow heads, guesses, ...): portald's
+        # one count when given, else this web's own.
+        self.refusals = refusals if refusals is not None else Refusals(reactor)
         theme = Theme(config.http.theme)
         signer = Signer(reactor)
         replies = Replies(theme, config.portal.venue)
@@ -55,6 +60,7 @@ class PortalWeb:
             replies,
             FormGuard(config, signer, replies),
             hooks,
+            self.refusals,
         )
         self.root = PortalRoot(self.portal)
         self.site = Site(self.root, timeout=CHANNEL_TIMEOUT, reactor=reactor)
@@ -91,10 +97,12 @@ def web_service(
     usage: Usage | None = None,
     enforced: Callable[[], Deferred[None]] | None = None,
     last_ending: LastEnding | None = None,
+    refusals: Refusals | None = None,
 ) -> HTTPService:
     """
     The web part on C{reactor} (its clock, and its TCP for the listener);
     the optional parts are those of L{PortalHooks}.
     """
-    web = PortalWeb(config, table, neighbours, reactor, PortalHooks(usage, enforced, last_ending))
+    hooks = PortalHooks(usage, enforced, last_ending)
+    web = PortalWeb(config, table, neighbours, reactor, hooks, refusals)
     return HTTPService(web, config.http.port, str(config.http_listen), reactor)  # type: ignore[arg-type]
