@@ -282,6 +282,14 @@ def parse_byte_size(node: Node) -> int:
     raise node.error("a data amount such as 500MB, 2GB or 1GiB (0 for unlimited)")
 
 
+def positive_byte_size(node: Node) -> int:
+    """A data amount above zero (a bound that 0 would make refuse everything)."""
+    value = parse_byte_size(node)
+    if value < 1:
+        raise node.error("a data amount above zero, such as 8192 or 8KiB")
+    return value
+
+
 def parse_mac(node: Node) -> str:
     value = node.scalar()
     try:
@@ -476,6 +484,17 @@ class HTTPSettings:
     port: int = setting(parse_port, 80)
     probes: tuple[ProbeRule, ...] = setting(list_of(parse_probe), DEFAULT_PROBES)
     theme: Path | None = setting(optional(parse_path), None)
+    # Input bounds: what one guest can make the portal hold.
+    max_body_bytes: int = setting(
+        positive_byte_size, 8192, doc="largest request body the portal's forms accept"
+    )
+    request_timeout: float = setting(
+        positive_duration, 10.0, doc="time a request's head and body may take to arrive"
+    )
+    max_connections: int = setting(positive_int, 4096, doc="open HTTP connections, all clients together")
+    max_connections_per_client: int = setting(
+        positive_int, 64, doc="open HTTP connections per client address"
+    )
 
 
 @attrs.frozen

@@ -205,6 +205,10 @@ def test_yaml_syntax_error_has_its_line() -> None:
         (("auth:", "  timeout: 0s"), "auth.timeout", "above zero"),
         (("dns:", "  upstream_timeout: 0"), "dns.upstream_timeout", "above zero"),
         (("dns:", "  redirect_ttl: 200ms"), "dns.redirect_ttl", "whole seconds"),
+        (("http:", "  max_body_bytes: 0"), "http.max_body_bytes", "above zero"),
+        (("http:", "  request_timeout: 0"), "http.request_timeout", "above zero"),
+        (("http:", "  max_connections: lots"), "http.max_connections", "a whole number"),
+        (("http:", "  max_connections_per_client: 0"), "http.max_connections_per_client", "at least 1"),
         # Values YAML itself cannot build: a message with the key, never a traceback.
         (("sessions:", "  timeout: 2024-13-45"), "sessions.timeout", "cannot read '2024-13-45'"),
         (("dns:", "  port: !!int abc"), "dns.port", "cannot read 'abc'"),

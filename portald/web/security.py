@@ -4,7 +4,12 @@ from __future__ import annotations
 
 # The portal's own pages: its stylesheet, its images, nothing else; no
 # scripts at all, no framing by another site.
-PORTAL_CSP = b"default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+PORTAL_CSP = (
+    b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    b"frame-ancestors 'none'; base-uri 'none'"
+)
+# Answers with no page at all (refusals, errors): nothing may load or frame them.
+PLAIN_CSP = b"default-src 'none'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
 # Interception pages are served under a foreign Host, so they can load
 # nothing from it: their little style is inline, and they hold no form.
 INTERCEPT_CSP = b"default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"

@@ -9,13 +9,13 @@ from twisted.application.internet import TCPServer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from portald.auth.methods import authenticator_for
 from portald.config import Config
 from portald.neighbours import Neighbours
 from portald.refusals import Refusals
 from portald.table import AuthorizationTable
+from portald.web.channel import PortalSite
 from portald.web.forms import FormGuard
 from portald.web.frontdoor import FrontDoorFactory
 from portald.web.intercept import Interception
@@ -63,10 +63,15 @@ class PortalWeb:
             self.refusals,
         )
         self.root = PortalRoot(self.portal)
-        self.site = Site(self.root, timeout=CHANNEL_TIMEOUT, reactor=reactor)
-        self.site.displayTracebacks = False
-        # twisted.web's own access log would log every request a second time.
-        self.site.log = lambda request: None  # type: ignore[method-assign]
+        self.site = PortalSite(
+            self.root,
+            self.interception,
+            self.refusals,
+            reactor,
+            max_body_bytes=config.http.max_body_bytes,
+            request_timeout=config.http.request_timeout,
+            timeout=CHANNEL_TIMEOUT,
+        )
         self.factory = FrontDoorFactory(self.interception, self.site, reactor)
 
 
