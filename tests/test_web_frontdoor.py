@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from .web_support import CLIENT_IP, CLIENT_MAC, WebHarness, parse_replies
+from .web_support import CLIENT_IP, CLIENT_MAC, WebHarness, make_config, parse_replies
 
 PROBE = b"GET /generate_204 HTTP/1.1\r\nHost: connectivitycheck.gstatic.com\r\n\r\n"
 PAGE = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
@@ -175,3 +177,84 @@ def test_a_wrapped_transport_is_always_written_through() -> None:
     wrapper.makeConnection(under)
     wrapper.dataReceived(PAGE)
     assert sock.sent == b"" and parse_replies(under.value())[0].status == 511
+
+
+class _ConsumerTransport(StringTransport):
+    """A transport that, like a TCP connection, pauses its producer past C{room} bytes unsent."""
+
+    room = 65536
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if len(self.value()) > self.room and self.producer is not None:
+            self.producer.pauseProducing()
+
+
+def test_pipelined_requests_are_answered_only_as_fast_as_the_client_reads() -> None:
+    harness = WebHarness()
+    transport = _ConsumerTransport(peerAddress=IPv4Address("TCP", CLIENT_IP, 40000))
+    protocol = harness.web.factory.buildProtocol(IPv4Address("TCP", CLIENT_IP, 40000))
+    protocol.makeConnection(transport)
+    # 5000 requests in one read, and a client that never takes an answer.
+    protocol.dataReceived(PAGE * 5000)
+    answered = len(parse_replies(transport.value()))
+    assert 0 < answered < 100 and len(transport.value()) < 2 * _ConsumerTransport.room
+    # The connection is not read either, until the client catches up.
+    assert transport.producerState == "paused"
+    protocol.dataReceived(PAGE * 100)  # already in flight: kept, not answered
+    assert len(parse_replies(transport.value())) == answered
+    total = answered
+    while transport.producerState == "paused":
+        transport.clear()  # the client reads
+        protocol.resumeProducing()
+        total += len(parse_replies(transport.value()))
+    assert total == 5100 and transport.producerState == "producing"
+
+
+def test_a_head_that_trickles_in_is_cut_off_at_the_request_timeout() -> None:
+    harness = WebHarness()
+    factory = harness.web.factory
+    factory.doStart()
+    try:
+        slow, slow_transport = harness.connect()
+        for byte in PAGE[:-1]:
+            slow.dataReceived(bytes([byte]))
+            harness.clock.advance(0.5)
+            if slow_transport.disconnecting:
+                break
+        assert slow_transport.disconnecting
+        assert harness.clock.seconds() - 1_800_000_000 <= 15
+        assert slow_transport.value().startswith(b"HTTP/1.1 408 ")
+        assert harness.web.refusals.counts["http.request_timeout"] == 1
+    finally:
+        factory.doStop()
+
+
+def test_a_bare_lf_never_makes_a_body_a_second_request() -> None:
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    head = b"GET / HTTP/1.1\r\nHost: example.com\r\nX-A: a\nContent-Length: %d\r\n\r\n" % len(smuggled)
+    raw, closed = WebHarness().raw(head + smuggled)
+    (reply,) = parse_replies(raw)
+    assert reply.status == 400 and closed
+
+
+def test_connections_are_capped_per_client_and_in_all() -> None:
+    harness = WebHarness(make_config("  max_connections_per_client: 3\n  max_connections: 5\n"))
+    factory = harness.web.factory
+
+    def connect(ip: str):
+        protocol = factory.buildProtocol(IPv4Address("TCP", ip, 40000))
+        if protocol is not None:
+            protocol.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", ip, 40000)))
+        return protocol
+
+    mine = [connect(CLIENT_IP) for _ in range(4)]
+    assert mine[3] is None  # the listener closes it unanswered
+    others = [connect("192.0.2.11") for _ in range(3)]
+    assert others[:2] != [None, None] and others[2] is None  # five in all
+    # A handed-over connection still counts; a closed one frees its place.
+    mine[0].dataReceived(b"GET / HTTP/1.1\r\nHost: portal.example\r\n\r\n")
+    assert connect(CLIENT_IP) is None
+    mine[0].connectionLost(Failure(ConnectionDone()))
+    assert connect(CLIENT_IP) is not None
+    assert harness.web.refusals.counts == {"http.max_connections_per_client": 1, "http.max_connections": 2}

@@ -8,44 +8,65 @@ decides for twisted.web, at a fraction of twisted.web's cost per request.
 Anything else (the portal's own Host, a request body, an unusual or
 incomplete head) is handed, bytes and all, to a twisted.web channel, which
 then owns the connection.
+
+It is also where a guest's connections are counted and bounded: at most
+C{http.max_connections} open, C{http.max_connections_per_client} from one
+address; a head must be complete within C{http.request_timeout}; and a
+client that does not read its answers stops being read (pipelined requests
+are answered only as fast as they are taken away).
 """
 
 from __future__ import annotations
 
 import socket
+from collections import Counter
 
-from twisted.internet.interfaces import IAddress, IReactorTime
+import attrs
+from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from twisted.web.server import Site
+from zope.interface import implementer
 
 from portald.addresses import normalise_ip
 from portald.memo import PerSecondMemo
 from portald.periodic import Periodic
+from portald.refusals import Refusals
+from portald.web.channel import plain_reply
 from portald.web.intercept import Interception, Response
 
 # A head larger than this is not a probe: twisted.web gets it, with its limits.
 MAX_FAST_HEAD = 8192
 _FAST_VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
+_TOO_SLOW = plain_reply(b"408 Request Timeout", b"That request took too long.\n")
 
 
+@implementer(IPushProducer)
 class FrontDoor(Protocol):
     factory: FrontDoorFactory
 
     def __init__(self, factory: FrontDoorFactory, client_ip: str) -> None:
         self.factory = factory
-        self._client_ip = client_ip
+        self.client_ip = client_ip
         self._buffer = b""
         self._delegate: Protocol | None = None
         self._socket: socket.socket | None = None
         self._closing = False
+        # The transport's buffer is full: the client is not reading.
+        self._paused = False
         # Set by each read, cleared by the idle sweep.
         self.active = True
+        # When the incomplete head now buffered began to arrive.
+        self.head_since: float | None = None
 
     def connectionMade(self) -> None:
-        self.factory.connections.add(self)
+        self.factory.opened(self)
+        # Told when the client stops taking its answers away, and when it
+        # takes them again: no answer is made while the transport holds
+        # more than its buffer's worth.
+        self.transport.registerProducer(self, True)
         # The socket itself, while nothing waits in the transport's buffer:
         # an answer on a kept-alive connection then goes out at once, without
         # a trip through the reactor's writer registration (2.5 times the
@@ -55,7 +76,7 @@ class FrontDoor(Protocol):
         self._socket = None if wrapped else getattr(self.transport, "socket", None)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        self.factory.connections.discard(self)
+        self.factory.closed(self)
         if self._delegate is not None:
             self._delegate.connectionLost(reason)
 
@@ -67,28 +88,63 @@ class FrontDoor(Protocol):
             return
         self.active = True
         buffer = self._buffer + data if self._buffer else data
+        if self._paused:
+            # Read before the transport stopped reading: kept for later.
+            self._buffer = buffer
+            return
+        self._serve(buffer)
+
+    def _serve(self, buffer: bytes) -> None:
+        """Answer the complete heads at the start of C{buffer}, keep the rest."""
         while True:
             end = buffer.find(b"\r\n\r\n", 0, MAX_FAST_HEAD)
             if end < 0:
                 if len(buffer) >= MAX_FAST_HEAD:
                     self._hand_over(buffer)
-                else:
-                    self._buffer = buffer
+                    return
+                self._buffer = buffer
+                if self.head_since is None:
+                    self.head_since = self.factory.clock.seconds()
                 return
             response_sent = self._answer(buffer[:end])
             if not response_sent:
                 self._hand_over(buffer)
                 return
             buffer = buffer[end + 4 :]
+            self.head_since = None
             if self._closing:
                 return
             if not buffer:
                 self._buffer = b""
                 return
+            if self._paused:
+                self._buffer = buffer
+                return
+
+    # IPushProducer, for the transport: its buffer is full, then empty again.
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self._delegate is None and not self._closing and self._buffer:
+            buffer, self._buffer = self._buffer, b""
+            self._serve(buffer)
+        if not self._paused:
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._closing = True
 
     def _answer(self, head: bytes) -> bool:
         """Answer one request head, if it is simple and for a foreign Host."""
         lines = head.split(b"\r\n")
+        if head.count(b"\n") != len(lines) - 1 or head.count(b"\r") != len(lines) - 1:
+            # A bare LF or CR: twisted.web decides how to read such a head
+            # (this one must never see a body as a second request).
+            return False
         request_line = lines[0].split(b" ")
         if len(request_line) != 3 or request_line[2] not in _FAST_VERSIONS:
             return False
@@ -117,7 +173,7 @@ class FrontDoor(Protocol):
                     return False
         if host is None or self.factory.interception.is_portal_host(host):
             return False
-        response = self.factory.interception.answer(self._client_ip, method, host, target)
+        response = self.factory.interception.answer(self.client_ip, method, host, target)
         if response.closes:
             keep_alive = False
         data = self.factory.serialize(response, method == b"HEAD", keep_alive)
@@ -148,38 +204,91 @@ class FrontDoor(Protocol):
             data = data[sent:]
         self.transport.write(data)
 
+    def too_slow(self) -> None:
+        """The head has taken longer than C{http.request_timeout}: say so and close."""
+        self.factory.refusals.refuse("http.request_timeout", self.client_ip, "request head too slow")
+        self._closing = True
+        self.transport.write(_TOO_SLOW)
+        self.transport.loseConnection()
+
     def _hand_over(self, buffer: bytes) -> None:
         self._buffer = b""
+        self.head_since = None
+        # twisted.web's channel registers itself as the transport's producer.
+        self.transport.unregisterProducer()
         channel = self.factory.site.buildProtocol(self.transport.getPeer())
         self._delegate = channel
         channel.makeConnection(self.transport)
         channel.dataReceived(buffer)
 
 
+@attrs.frozen
+class ConnectionLimits:
+    """The bounds on a guest's connections (the C{http} keys of the same names)."""
+
+    request_timeout: float = 10.0
+    max_connections: int = 4096
+    max_connections_per_client: int = 64
+
+
 class FrontDoorFactory(Factory):
     """
-    Builds a L{FrontDoor} per connection, and closes fast-path connections
-    that stay idle for between one and two C{idle_timeout}s (one sweep for
-    all connections, not a timer per connection).
+    Builds a L{FrontDoor} per connection, within the L{ConnectionLimits}.
+    One sweep every half C{request_timeout} (not a timer per connection)
+    closes fast-path connections idle since the sweep before, and those
+    whose head has been arriving for longer than C{request_timeout}.
     """
 
     noisy = False
 
     def __init__(
-        self, interception: Interception, site: Site, clock: IReactorTime, idle_timeout: float = 15.0
+        self,
+        interception: Interception,
+        site: Site,
+        clock: IReactorTime,
+        refusals: Refusals,
+        limits: ConnectionLimits = ConnectionLimits(),
     ):
         self.interception = interception
         self.site = site
-        self._clock = clock
+        self.clock = clock
+        self.refusals = refusals
+        self.limits = limits
+        # Fast-path connections, for the sweep.
         self.connections: set[FrontDoor] = set()
-        self._sweeper = Periodic(clock, idle_timeout, self.sweep)
+        # Every open connection by client address, handed over or not.
+        self.open_by_client: Counter[str] = Counter()
+        self.open_total = 0
+        self._sweeper = Periodic(clock, limits.request_timeout / 2, self.sweep)
         # This second's header tails (they carry its Date), by (body length, keep-alive).
         self._tails: PerSecondMemo[tuple[int, bool], bytes] = PerSecondMemo(clock, 64)
 
-    def buildProtocol(self, addr: IAddress) -> FrontDoor:
+    def buildProtocol(self, addr: IAddress) -> FrontDoor | None:  # type: ignore[override]
         host: str = addr.host  # type: ignore[attr-defined]
         # IPv4 peers come canonical already; only IPv6 text needs the work.
-        return FrontDoor(self, normalise_ip(host) if ":" in host else host)
+        client_ip = normalise_ip(host) if ":" in host else host
+        # None: the listener closes the new socket at once.
+        if self.open_total >= self.limits.max_connections:
+            self.refusals.refuse("http.max_connections", client_ip)
+            return None
+        if self.open_by_client[client_ip] >= self.limits.max_connections_per_client:
+            self.refusals.refuse("http.max_connections_per_client", client_ip)
+            return None
+        return FrontDoor(self, client_ip)
+
+    def opened(self, connection: FrontDoor) -> None:
+        self.connections.add(connection)
+        self.open_by_client[connection.client_ip] += 1
+        self.open_total += 1
+
+    def closed(self, connection: FrontDoor) -> None:
+        self.connections.discard(connection)
+        self.open_total -= 1
+        left = self.open_by_client[connection.client_ip] - 1
+        if left > 0:
+            self.open_by_client[connection.client_ip] = left
+        else:
+            del self.open_by_client[connection.client_ip]
 
     def startFactory(self) -> None:
         self._sweeper.start()
@@ -188,10 +297,13 @@ class FrontDoorFactory(Factory):
         self._sweeper.stop()
 
     def sweep(self) -> None:
+        too_old = self.clock.seconds() - self.limits.request_timeout
         for connection in list(self.connections):
             if connection._delegate is not None:
-                # twisted.web's channel keeps its own timeout.
+                # twisted.web's channel keeps its own deadlines.
                 self.connections.discard(connection)
+            elif connection.head_since is not None and connection.head_since <= too_old:
+                connection.too_slow()
             elif connection.active:
                 connection.active = False
             else:
@@ -206,7 +318,7 @@ class FrontDoorFactory(Factory):
                 key,
                 b"Date: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n"
                 % (
-                    datetimeToString(int(self._clock.seconds())),
+                    datetimeToString(int(self.clock.seconds())),
                     key[0],
                     b"keep-alive" if keep_alive else b"close",
                 ),

@@ -17,7 +17,7 @@ from portald.refusals import Refusals
 from portald.table import AuthorizationTable
 from portald.web.channel import PortalSite
 from portald.web.forms import FormGuard
-from portald.web.frontdoor import FrontDoorFactory
+from portald.web.frontdoor import ConnectionLimits, FrontDoorFactory
 from portald.web.intercept import Interception
 from portald.web.portal import NO_HOOKS, LastEnding, Portal, PortalHooks, Usage
 from portald.web.replies import Replies
@@ -72,7 +72,17 @@ class PortalWeb:
             request_timeout=config.http.request_timeout,
             timeout=CHANNEL_TIMEOUT,
         )
-        self.factory = FrontDoorFactory(self.interception, self.site, reactor)
+        self.factory = FrontDoorFactory(
+            self.interception,
+            self.site,
+            reactor,
+            self.refusals,
+            ConnectionLimits(
+                request_timeout=config.http.request_timeout,
+                max_connections=config.http.max_connections,
+                max_connections_per_client=config.http.max_connections_per_client,
+            ),
+        )
 
 
 class HTTPService(TCPServer):
