@@ -20,6 +20,7 @@ from twisted.python import usage
 from portald import __version__
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from portald.dns.service import DNSService
+from portald.filelimit import files_needed, raise_open_file_limit
 from portald.firewall.interface import IFirewall
 from portald.leases.notifier import make_notifier
 from portald.leases.watcher import LeaseWatcher, watched_files
@@ -222,6 +223,8 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
 def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
+    # Room for every connection the limits allow, before any listener opens.
+    raise_open_file_limit(files_needed(options.config))
     try:
         return build_service(options.config, reactor)
     except StoreError as e:
