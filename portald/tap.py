@@ -140,6 +140,14 @@ def firewall_for(config: Config, table: AuthorizationTable, reactor: PortalReact
     return NoFirewall()
 
 
+def leases_updated(firewall: IFirewall, neighbours: Neighbours) -> None:
+    """What the firewall does when the leases change."""
+    # A signed-in device whose lease moved is counted at its new address.
+    firewall.addresses_changed(neighbours.ips_for)
+    # Only the device an address was leased to may send from it.
+    firewall.leases_changed(neighbours.snapshot())
+
+
 def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     """
     Compose every part of portald from one validated L{Config}: each part
@@ -180,8 +188,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         debounce=config.leases.debounce,
         poll_interval=config.leases.poll_interval,
         neighbour_fallback=config.leases.neighbour_fallback,
-        # A signed-in device whose lease moved is counted at its new address.
-        on_update=lambda leases: firewall.addresses_changed(neighbours.ips_for),
+        on_update=lambda leases: leases_updated(firewall, neighbours),
     )
     dns = DNSService(
         config,

@@ -58,3 +58,6 @@ FULL_LEARNED = (
     LearnedAddress(ipaddress.ip_address("203.0.113.200"), 300.0),
     LearnedAddress(ipaddress.ip_address("2001:db8:e::1"), 60.5),
 )
+
+# Leases: IPv4 address -> MAC, as the lease watcher publishes them.
+FULL_LEASED = {"192.0.2.10": "02:00:00:00:00:01", "192.0.2.9": "02:00:00:00:00:09"}

@@ -772,3 +772,30 @@ def test_the_service_tree_wires_the_configured_backend(tmp_path) -> None:
     none = build_service(config(text.replace("backend: nftables", "backend: none")), MemoryReactorClock())
     assert isinstance(none.firewall, NoFirewall) and none.limits._source is none.activity
     none.store.close()
+
+
+def test_leases_go_into_the_first_load_and_then_only_their_changes() -> None:
+    h = Harness()
+    h.firewall.leases_changed({"192.0.2.10": MAC1, "192.0.2.20": MAC2, "2001:db8::5": MAC1})
+    load = h.start()
+    assert "192.0.2.10 . " + MAC1 in load.text and "192.0.2.20 . " + MAC2 in load.text
+    assert "2001:db8::5" not in load.text  # IPv4 leases only
+    load.finish(0)
+    h.clock.advance(0)
+    assert h.runner.running() == []
+    # .10 is leased to MAC3 now, .20 is free, .30 is new; MAC1 is gone.
+    h.firewall.leases_changed({"192.0.2.10": MAC3, "192.0.2.30": MAC2})
+    h.clock.advance(0)
+    plan = h.firewall.plan
+    assert h.only_nft().text == lines(
+        ruleset.unlease(plan, "192.0.2.10", MAC1),
+        ruleset.unlease(plan, "192.0.2.20", MAC2),
+        ruleset.lease(plan, "192.0.2.10", MAC3),
+        ruleset.lease(plan, "192.0.2.30", MAC2),
+    )
+    h.only_nft().finish(0)
+    h.clock.advance(0)
+    # The same leases again: nothing to do.
+    h.firewall.leases_changed({"192.0.2.10": MAC3, "192.0.2.30": MAC2})
+    h.clock.advance(0)
+    assert h.runner.running() == []

@@ -12,7 +12,7 @@ import pytest
 
 from portald.firewall import ruleset
 from tests import firewall_netns as netns
-from tests.firewall_plans import FULL_CLIENTS, FULL_LEARNED, FULL_YAML, plan
+from tests.firewall_plans import FULL_CLIENTS, FULL_LEARNED, FULL_LEASED, FULL_YAML, plan
 from tests.test_firewall_ruleset import CASES
 
 pytestmark = pytest.mark.lab
@@ -27,7 +27,7 @@ def test_nft_accepts_the_generated_ruleset(name: str) -> None:
 
 def test_loading_twice_replaces_the_table_and_keeps_counters() -> None:
     full = plan(FULL_YAML)
-    text = ruleset.ruleset(full, FULL_CLIENTS, FULL_LEARNED)
+    text = ruleset.ruleset(full, FULL_CLIENTS, FULL_LEARNED, FULL_LEASED)
     with netns.namespace() as ns:
         netns.nft(ns, "-f", "-", input=text)
         netns.nft(ns, "-f", "-", input=text)
@@ -37,6 +37,23 @@ def test_loading_twice_replaces_the_table_and_keeps_counters() -> None:
         assert "192.0.2.10 counter packets 9 bytes 9000" in listing
         # The overlapping configured networks were merged, not refused.
         assert "203.0.113.64/26" in listing and "203.0.113.96/27" not in listing
+
+
+def test_lease_commands_apply_in_any_kernel_state() -> None:
+    p = plan()
+    with netns.namespace() as ns:
+        netns.nft(ns, "-f", "-", input=ruleset.ruleset(p, leased={"192.0.2.10": "02:00:00:00:00:01"}))
+        batches = [
+            ruleset.lease(p, "192.0.2.10", "02:00:00:00:00:01"),  # already there
+            ruleset.unlease(p, "192.0.2.10", "02:00:00:00:00:01")
+            + ruleset.lease(p, "192.0.2.10", "02:00:00:00:00:02"),  # the address moved
+            ruleset.unlease(p, "192.0.2.11", "02:00:00:00:00:03"),  # never there
+        ]
+        for lines in batches:
+            netns.nft(ns, "-f", "-", input="".join(line + "\n" for line in lines))
+        listing = netns.nft(ns, "list", "table", "inet", "portald").stdout
+        assert "192.0.2.10 . 02:00:00:00:00:02" in listing and "02:00:00:00:00:01" not in listing
+        assert "192.0.2.11" not in listing
 
 
 def test_element_commands_apply_in_any_kernel_state() -> None:

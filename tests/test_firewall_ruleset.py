@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from portald.firewall import ruleset
-from tests.firewall_plans import FULL_CLIENTS, FULL_LEARNED, FULL_YAML, plan
+from tests.firewall_plans import FULL_CLIENTS, FULL_LEARNED, FULL_LEASED, FULL_YAML, plan
 
 GOLDEN = Path(__file__).parent / "golden"
 
 CASES = {
     "minimal": lambda: ruleset.ruleset(plan()),
-    "full": lambda: ruleset.ruleset(plan(FULL_YAML), FULL_CLIENTS, FULL_LEARNED),
+    "full": lambda: ruleset.ruleset(plan(FULL_YAML), FULL_CLIENTS, FULL_LEARNED, FULL_LEASED),
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute
@@ -39,6 +39,14 @@ class IFirewall(IAuthorizationObserver):
         """
         The leases changed: C{ips_for(mac)} gives each device's addresses
         now.  A signed-in device that moved is counted at its new address.
+        """
+
+    def leases_changed(mac_by_ip: Mapping[str, str]) -> None:
+        """
+        The leases changed: C{mac_by_ip} is every leased address and its
+        device now.  Packets from the LAN that carry a leased address but
+        not the MAC it was leased to are dropped, so that a device cannot
+        pass for another by taking its address.
         """
 
     def read_counters() -> Deferred[Counters]:

@@ -18,7 +18,7 @@ commands and runs them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 from twisted.application.service import Service
@@ -90,6 +90,8 @@ class NftablesFirewall(Service):
         self._counters = CounterOwnership()
         self._garden = LearnedGarden(self.plan.walled_garden, shortest_garden_timeout, longest_garden_timeout)
         self._started_at: float | None = None
+        # Each leased IPv4 address and its MAC, as last sent to the kernel.
+        self._leased: dict[str, str] = {}
         # conntrack scans the whole table for each flush: a few at a time.
         self._flushes = DeferredSemaphore(4)
 
@@ -185,6 +187,19 @@ class NftablesFirewall(Service):
         if lines:
             self.queue.add(_Change(tuple(lines)))
 
+    def leases_changed(self, mac_by_ip: Mapping[str, str]) -> None:
+        wanted = {ip: mac for ip, mac in mac_by_ip.items() if ":" not in ip}
+        lines: list[str] = []
+        for ip, mac in self._leased.items():
+            if wanted.get(ip) != mac:
+                lines += ruleset.unlease(self.plan, ip, mac)
+        for ip, mac in wanted.items():
+            if self._leased.get(ip) != mac:
+                lines += ruleset.lease(self.plan, ip, mac)
+        self._leased = wanted
+        if lines:
+            self.queue.add(_Change(tuple(lines)))
+
     # --- walled garden learned from DNS ---
 
     def on_walled_garden_answer(self, addresses: Sequence[str], ttl: float) -> None:
@@ -256,7 +271,7 @@ class NftablesFirewall(Service):
             for session, ip in self._counters.counted_for_load(sessions)
         ]
         learned = self._garden.remaining(now)
-        d = self._nft_apply(ruleset.ruleset(self.plan, clients, learned))
+        d = self._nft_apply(ruleset.ruleset(self.plan, clients, learned, self._leased))
 
         def loaded(result: ProcessResult) -> ProcessResult:
             if result.succeeded:

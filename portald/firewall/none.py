@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -37,6 +37,9 @@ class NoFirewall(Service):
         pass
 
     def addresses_changed(self, ips_for: Callable[[str], frozenset[str]]) -> None:
+        pass
+
+    def leases_changed(self, mac_by_ip: Mapping[str, str]) -> None:
         pass
 
     def read_counters(self) -> Deferred[Counters]:

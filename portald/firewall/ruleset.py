@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
@@ -141,12 +141,21 @@ def _family_set(address: IPAddress, v4: str, v6: str) -> str:
     return v4 if address.version == 4 else v6
 
 
+def _leased_pair(ip: str, mac: str) -> str:
+    return f"{ip} . {mac}"
+
+
 def ruleset(
     plan: FirewallPlan,
     authorized: Sequence[AuthorizedClient] = (),
     learned: Sequence[LearnedAddress] = (),
+    leased: Mapping[str, str] | None = None,
 ) -> str:
-    """The whole table, replacing any older copy in one transaction."""
+    """
+    The whole table, replacing any older copy in one transaction.
+    C{leased} maps each leased IPv4 address to its MAC (see L{lease}).
+    """
+    leased = dict(sorted((leased or {}).items(), key=lambda item: ipaddress.ip_address(item[0])))
     table = plan.qualified_table
     lan = f'"{plan.interface}"'
     garden4 = sorted((n for n in plan.walled_garden if n.version == 4), key=lambda n: n.network_address)
@@ -227,6 +236,21 @@ def ruleset(
         ),
     ]
 
+    sets += [
+        _set(
+            "leased_ips4",
+            "ipv4_addr",
+            "addresses the DHCP server leased (to some device)",
+            leased,
+        ),
+        _set(
+            "leased4",
+            "ipv4_addr . ether_addr",
+            "each leased address with the device it was leased to",
+            (_leased_pair(ip, mac) for ip, mac in leased.items()),
+        ),
+    ]
+
     dnat_dns = [
         f"meta nfproto ipv4 meta l4proto {{ tcp, udp }} th dport 53 dnat ip to {dns4} "
         '''comment "any resolver, even a hard-coded one, is portald's DNS"''',
@@ -246,6 +270,18 @@ def ruleset(
         "ip6 daddr @walled_garden_dns6 return",
     ]
     chains = [
+        _chain(
+            "spoofing",
+            "a device using another's leased address reaches nothing, portald included",
+            [
+                f"iifname != {lan} return",
+                "ip saddr @leased_ips4 ip saddr . ether saddr != @leased4 "
+                'counter drop comment "not the device this address was leased to"',
+            ],
+            # Before the redirections (dstnat) and before routing decides
+            # between portald (input) and the internet (forward).
+            "type filter hook prerouting priority -150; policy accept;",
+        ),
         _chain(
             "prerouting",
             "clients that have not signed in: DNS and web go to portald",
@@ -367,6 +403,16 @@ def count_to(plan: FirewallPlan, ip: IPAddress, start: Counter | None = None) ->
 def forget_counter(plan: FirewallPlan, ip: IPAddress) -> list[str]:
     """Stop counting traffic to C{ip} (a client that moved to another address)."""
     return _remove(plan, _to_client_set(ip), str(ip))
+
+
+def lease(plan: FirewallPlan, ip: str, mac: str) -> list[str]:
+    """C{ip} is leased to C{mac}: only C{mac} may send from it."""
+    return _replace(plan, "leased_ips4", ip) + _replace(plan, "leased4", _leased_pair(ip, mac))
+
+
+def unlease(plan: FirewallPlan, ip: str, mac: str) -> list[str]:
+    """C{ip}'s lease to C{mac} is over (free, or leased to another device next)."""
+    return _remove(plan, "leased4", _leased_pair(ip, mac)) + _remove(plan, "leased_ips4", ip)
 
 
 def learn(plan: FirewallPlan, address: IPAddress, timeout: float) -> list[str]:

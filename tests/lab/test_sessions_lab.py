@@ -50,10 +50,13 @@ def test_a_restart_rebuilds_the_kernel_set_from_the_store(lab) -> None:
     portal.start()
     assert "restored 1 session(s)" in portal.log()
     # The firewall applies the restored sessions as its first batch.
+    authorized = ["nft", "list", "set", "inet", f"{lab.prefix}_portald", "authorized"]
     wait_for(
-        lambda: phone.mac("eth0") in lab.gateway().run(table, check=False).stdout, 10, what="the restored set"
+        lambda: phone.mac("eth0") in lab.gateway().run(authorized, check=False).stdout,
+        10,
+        what="the restored set",
     )
-    assert other.mac("eth0") not in lab.gateway().run(table).stdout
+    assert other.mac("eth0") not in lab.gateway().run(authorized).stdout
     assert status(phone, SITE) == "200"
     assert status(other, SITE) == "511"
     assert "Traceback" not in portal.log()
