@@ -517,6 +517,7 @@ class AuthSettings:
     codes: tuple[str, ...] = setting(list_of(parse_text), ())
     timeout: float | None = setting(optional(positive_duration), None)
     max_attempts: int = setting(positive_int, 5)
+    max_attempts_total: int = setting(positive_int, 30, doc="code evaluations per window, all devices")
     attempt_window: float = setting(positive_duration, 60.0)
 
 

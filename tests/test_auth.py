@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
 from portald.auth.interface import AuthResult, Credentials, IAuthenticator
-from portald.auth.limits import AttemptLimiter
+from portald.auth.limits import MAX_WAITING, AttemptLimiter, GuessingBudget
 from portald.auth.methods import AccessCode, ClickThrough, authenticator_for
 
 from .web_support import make_config
@@ -85,3 +85,80 @@ def test_attempt_limiter_memory_is_bounded_by_recent_devices() -> None:
     limiter.record_failure("02:00:00:00:ff:ff")
     limiter.record_failure("02:00:00:00:ff:fe")
     assert len(limiter) < 1024
+
+
+# --- the global guessing budget ---
+
+
+def guessers(count: int) -> list[str]:
+    return [f"02:00:00:00:01:{n:02x}" for n in range(count)]
+
+
+def test_the_budget_bounds_evaluations_whatever_the_number_of_macs() -> None:
+    clock = Clock()
+    budget = GuessingBudget(clock, max_attempts=30, window=60)
+    granted: list[float] = []
+    for _ in range(600):
+        for mac in guessers(30):  # each of 30 devices tries every second
+            if budget.take(mac) == 0:
+                granted.append(clock.seconds())
+        clock.advance(1)
+    # In any 60 s, at most 30 codes are checked (not 30 devices x 5).
+    assert max(sum(1 for t in granted if start <= t < start + 60) for start in range(540)) == 30
+    assert len(granted) == 300
+
+
+@pytest.mark.parametrize("count, windows", [(30, 2), (200, 8)])
+def test_a_guest_with_the_right_code_gets_a_turn_among_many_guessers(count: int, windows: int) -> None:
+    clock = Clock()
+    budget = GuessingBudget(clock, max_attempts=30, window=60)
+    waited = None
+    for second in range(300 + 60 * windows):
+        for mac in guessers(count):
+            budget.take(mac)
+        if second >= 300 and waited is None and budget.take("02:00:00:00:00:aa") == 0:
+            waited = second - 300
+        clock.advance(1)
+    # The devices ahead of it, at 30 a minute: about count/30 windows, never locked out.
+    assert waited is not None and waited <= 60 * windows
+    print(f"{count} guessers: the right code got its turn after {waited} s")
+
+
+def test_a_lone_guest_is_served_at_once_and_told_how_long_to_wait() -> None:
+    clock = Clock()
+    budget = GuessingBudget(clock, max_attempts=3, window=60)
+    assert [budget.take("a") for _ in range(3)] == [0, 0, 0]
+    clock.advance(10)
+    # Attempts still in flight count: the fourth waits for the first to age out.
+    assert budget.take("b") == 50
+    clock.advance(50)
+    assert budget.take("b") == 0
+
+
+def test_waiting_devices_keep_their_order_until_they_stay_away() -> None:
+    clock = Clock()
+    budget = GuessingBudget(clock, max_attempts=1, window=60)
+    assert budget.take("first") == 0
+    budget.take("a")
+    budget.take("b")
+    clock.advance(60)
+    assert budget.take("b") > 0  # "a" is ahead
+    assert budget.take("a") == 0
+    clock.advance(60)
+    assert budget.take("b") == 0
+    # One that stays away two windows loses its place to those who came back.
+    budget.take("c")
+    budget.take("d")
+    clock.advance(120)
+    assert budget.take("d") == 0
+
+
+def test_the_line_is_bounded_and_an_empty_attempt_gives_its_unit_back() -> None:
+    clock = Clock()
+    budget = GuessingBudget(clock, max_attempts=1, window=60)
+    budget.take("first")
+    for n in range(MAX_WAITING + 100):
+        budget.take(f"m{n}")
+    assert budget.waiting == MAX_WAITING
+    budget.give_back()
+    assert budget.take("m0") == 0

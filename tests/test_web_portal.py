@@ -205,6 +205,43 @@ def test_wrong_codes_are_rate_limited_per_device_and_the_limit_expires() -> None
     assert harness.table.is_authorized(CLIENT_MAC)
 
 
+def test_wrong_codes_are_bounded_across_devices_and_a_right_code_still_gets_in() -> None:
+    config = make_config()
+    auth = attrs.evolve(config.auth, method="access-code", codes=("sesame",), max_attempts_total=30)
+    harness = WebHarness(attrs.evolve(config, auth=auth))
+    devices = {f"192.0.2.{100 + n}": f"02:00:00:00:01:{n:02x}" for n in range(30)}
+    harness.neighbours.replace({**devices, CLIENT_IP: CLIENT_MAC})
+    checked: list[float] = []
+    got_in = None
+    for second in range(0, 300, 2):
+        for ip in devices:  # 30 leased MACs guessing, each as fast as its own limit allows
+            status = sign_in(harness, client_ip=ip, code=f"guess{second}").status
+            if status == 403:
+                checked.append(harness.clock.seconds())
+            else:
+                assert status == 429
+        if second >= 120 and got_in is None and second % 10 == 0:
+            reply = sign_in(harness, code="sesame")
+            if reply.status == 200:
+                got_in = second - 120
+            else:
+                assert reply.status == 429 and int(reply.header("Retry-After")) >= 1
+        harness.clock.advance(2)
+    start = 1_800_000_000
+    per_window = [sum(1 for t in checked if start + w <= t < start + w + 60) for w in range(0, 240, 2)]
+    # 30 a minute for all of them together (the per-device limit alone let 150 through).
+    assert max(per_window) <= 30
+    assert got_in is not None and got_in <= 120
+    assert harness.web.refusals.counts["auth.max_attempts_total"] > 0
+
+
+def test_click_through_is_not_budgeted() -> None:
+    config = make_config()
+    harness = WebHarness(attrs.evolve(config, auth=attrs.evolve(config.auth, max_attempts_total=1)))
+    assert sign_in(harness, accept="yes").status == 200
+    assert sign_in(harness, client_ip=OTHER_IP, accept="yes").status == 200
+
+
 # --- cross-site request forgery ---
 
 
@@ -249,6 +286,8 @@ def test_forms_without_a_valid_token_change_nothing(harness: WebHarness) -> None
     # Signing out needs the token too.
     assert harness.request("POST", PORTAL + "/logout", form={}).status == 403
     assert harness.table.is_authorized(CLIENT_MAC)
+    # Each refusal counted; the log says it once a minute per client.
+    assert harness.web.refusals.counts["form token"] == 8
 
 
 # --- status and sign-out ---

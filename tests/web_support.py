@@ -8,8 +8,10 @@ from urllib.parse import urlencode, urlsplit
 
 import attrs
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from portald.config import Config, parse_config
 from portald.neighbours import Neighbours
@@ -122,7 +124,11 @@ class WebHarness:
     def raw(self, data: bytes, client_ip: str = CLIENT_IP, via: str = "frontdoor") -> tuple[bytes, bool]:
         protocol, transport = self.connect(client_ip, via)
         protocol.dataReceived(data)
-        return transport.value(), transport.disconnecting
+        closed = transport.disconnecting
+        if closed:
+            # As a real transport would once the answer is out.
+            protocol.connectionLost(Failure(ConnectionDone()))
+        return transport.value(), closed
 
     def request(
         self,

@@ -59,6 +59,10 @@ class IAuthenticator(Interface):
     name = Attribute("The method's name, recorded on the session (str).")
     fields = Attribute("The form's inputs, in order (tuple of FormField).")
     submit_label = Attribute("The text of the form's button (str).")
+    guessable = Attribute(
+        "True if an attempt checks a secret that can be guessed (a code, a password): "
+        "such attempts take from the global guessing budget (bool)."
+    )
 
     def authenticate(credentials: Credentials) -> Deferred[AuthResult]:
         """

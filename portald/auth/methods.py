@@ -21,6 +21,7 @@ class ClickThrough:
     """Accept the terms, and pass."""
 
     name = "click-through"
+    guessable = False
     fields = (FormField(ACCEPT_FIELD, "I accept the terms of use", "checkbox"),)
     submit_label = "Connect"
 
@@ -42,6 +43,7 @@ class AccessCode:
     """
 
     name = "access-code"
+    guessable = True
     fields = (FormField(CODE_FIELD, "Access code", "text"),)
     submit_label = "Connect"
 

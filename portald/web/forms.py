@@ -9,15 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.logger import Logger
 from twisted.web.server import Request
 
 from portald.config import Config
+from portald.refusals import Refusals
 from portald.web.replies import Replies
 from portald.web.tokens import Signer
 from portald.web.urls import portal_hosts
-
-log = Logger()
 
 CSRF = "csrf"  # the token's purpose and its form field
 CSRF_MAX_AGE = 3600.0
@@ -48,9 +46,10 @@ LOGOUT = Form("a sign-out form", "You are still signed in.", ("/status", "Back t
 class FormGuard:
     """Issues the forms' tokens and refuses forged forms."""
 
-    def __init__(self, config: Config, signer: Signer, replies: Replies) -> None:
+    def __init__(self, config: Config, signer: Signer, replies: Replies, refusals: Refusals) -> None:
         self._signer = signer
         self._replies = replies
+        self._refusals = refusals
         # The portal answers on its name and on its addresses; a browser
         # that hides where a form came from says "null".
         port = "" if config.http.port == 80 else f":{config.http.port}"
@@ -64,7 +63,8 @@ class FormGuard:
         """C{None} for a genuine C{form} from C{ip}; else the 403 page to answer with."""
         if not self._forged(request, ip):
             return None
-        log.warn("refused {form} without a valid token from {ip}", form=form.name, ip=ip)
+        # Counted, and logged once a minute per client: a forger's loop is no log flood.
+        self._refusals.refuse("form token", ip, form.name)
         return self._replies.message(
             request,
             "Please try again",

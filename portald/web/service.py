@@ -58,7 +58,7 @@ class PortalWeb:
             authenticator_for(config),
             self.interception,
             replies,
-            FormGuard(config, signer, replies),
+            FormGuard(config, signer, replies, self.refusals),
             hooks,
             self.refusals,
         )

@@ -10,7 +10,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
 from portald.auth.interface import AuthResult, Credentials
-from portald.auth.limits import AttemptLimiter
+from portald.auth.limits import AttemptLimiter, GuessingBudget
 from portald.table import JournalRefused
 from portald.web.forms import CSRF, LOGIN, form_value
 from portald.web.intercept import NEXT
@@ -99,6 +99,7 @@ class Login(FormTarget):
         super().__init__(portal)
         auth = portal.config.auth
         self._limiter = AttemptLimiter(portal.clock, auth.max_attempts, auth.attempt_window)
+        self._budget = GuessingBudget(portal.clock, auth.max_attempts_total, auth.attempt_window)
 
     form = LOGIN
 
@@ -109,7 +110,15 @@ class Login(FormTarget):
         next_token = valid_next(portal, ip, form_value(request, NEXT))
         if portal.table.is_authorized(mac):
             return self._signed_in(request, next_token, ip)
+        guessable = portal.authenticator.guessable
         wait = self._limiter.retry_after(mac)
+        if wait > 0:
+            portal.refusals.refuse("auth.max_attempts", ip, mac)
+        elif guessable:
+            # Every device's guesses together, counted from the start of each attempt.
+            wait = self._budget.take(mac)
+            if wait > 0:
+                portal.refusals.refuse("auth.max_attempts_total", ip, mac)
         if wait > 0:
             request.setHeader(b"Retry-After", str(int(wait) + 1).encode())
             message = f"Too many attempts. Please wait {int(wait) + 1} seconds and try again."
@@ -141,6 +150,9 @@ class Login(FormTarget):
         if not result.ok:
             if result.counts:
                 self._limiter.record_failure(mac)
+            elif portal.authenticator.guessable:
+                # Nothing was evaluated (an empty field): not a guess.
+                self._budget.give_back()
             log.info("sign-in refused for {mac} ({ip}): {why}", mac=mac, ip=ip, why=result.message)
             if not finished:
                 landing_page(portal, request, ip, next_token, result.message, 403)
