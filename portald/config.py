@@ -457,6 +457,12 @@ class DNSSettings:
     cache_size: int = setting(positive_int, 10000)
     max_cache_ttl: float = setting(whole_seconds, 3600.0)
     walled_garden: tuple[str, ...] = setting(list_of(parse_hostname), DEFAULT_WALLED_GARDEN)
+    # DNS over TCP, bounded: connections in all and per client, how long a
+    # quiet one stays open, and queries one connection may have unanswered.
+    max_tcp_connections: int = setting(positive_int, 256)
+    max_tcp_connections_per_client: int = setting(positive_int, 8)
+    tcp_timeout: float = setting(positive_duration, 10.0)
+    max_tcp_pending: int = setting(positive_int, 16)
 
 
 DEFAULT_PROBES: tuple[ProbeRule, ...] = (

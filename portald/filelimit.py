@@ -16,7 +16,7 @@ _HEADROOM = 256
 
 def files_needed(config: Config) -> int:
     """Descriptors for every connection the limits allow, and the daemon's own."""
-    return config.http.max_connections + _HEADROOM
+    return config.http.max_connections + config.dns.max_tcp_connections + _HEADROOM
 
 
 def raise_open_file_limit(needed: int) -> int:

@@ -13,10 +13,12 @@ here.  Both give the same answers (tests/test_dns_properties.py).
 from __future__ import annotations
 
 import errno
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+import attrs
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import DatagramProtocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.names import dns
@@ -53,10 +55,25 @@ log = Logger()
 
 # BADVERS (RFC 6891): extended rcode 16, carried as 1 in the OPT's upper bits.
 BADVERS_EXTENDED = 1
-# A TCP client that sends nothing for this long is disconnected.
-TCP_IDLE_TIMEOUT = 30.0
 
 WalledGardenCallback = Callable[[Sequence[str], float], None]
+
+
+@attrs.frozen
+class TCPLimits:
+    """The bounds on DNS over TCP (the C{dns} keys of the same names)."""
+
+    max_tcp_connections: int = 256
+    max_tcp_connections_per_client: int = 8
+    tcp_timeout: float = 10.0
+    max_tcp_pending: int = 16
+
+    @classmethod
+    def from_config(cls, config: Config) -> TCPLimits:
+        dns = config.dns
+        return cls(
+            dns.max_tcp_connections, dns.max_tcp_connections_per_client, dns.tcp_timeout, dns.max_tcp_pending
+        )
 
 
 class IReplyWriter(Interface):
@@ -123,14 +140,23 @@ class PortalDatagramProtocol(DatagramProtocol):
                 raise
 
 
-@implementer(IReplyWriter)
+@implementer(IReplyWriter, IPushProducer)
 class PortalStreamProtocol(Int16StringReceiver, TimeoutMixin):
-    """DNS over TCP: always the full path; garbage closes this connection only."""
+    """
+    DNS over TCP: always the full path; garbage closes this connection only.
+    Bounded: a connection quiet for C{dns.tcp_timeout} is closed; one with
+    C{dns.max_tcp_pending} queries unanswered, or whose client does not read
+    its answers, is not read until that changes.
+    """
 
-    def __init__(self, factory: PortalDNSFactory, clock: IReactorTime) -> None:
+    def __init__(self, factory: PortalDNSFactory, clock: IReactorTime, client_ip: str) -> None:
         self.factory = factory
+        self.client_ip = client_ip
         self._clock = clock
         self._open = False
+        self._pending = 0
+        # The transport's buffer is full: the client is not reading.
+        self._output_full = False
 
     def callLater(self, period: float, func: Callable[..., Any], *args: Any) -> IDelayedCall:
         # TimeoutMixin's timer runs on the injected clock.
@@ -138,11 +164,40 @@ class PortalStreamProtocol(Int16StringReceiver, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self._open = True
-        self.setTimeout(TCP_IDLE_TIMEOUT)
+        self.factory.opened(self)
+        self.setTimeout(self.factory.limits.tcp_timeout)
+        self.transport.registerProducer(self, True)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._open = False
+        self.factory.closed(self)
         self.setTimeout(None)
+
+    # IPushProducer, for the transport: its buffer is full, then empty again.
+
+    def pauseProducing(self) -> None:
+        self._output_full = True
+        self._hold()
+
+    def resumeProducing(self) -> None:
+        self._output_full = False
+        self._release()
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+    def _hold(self) -> None:
+        if not self.paused:
+            # No further query is taken from the buffer, nor read from the socket.
+            super().pauseProducing()
+
+    def _release(self) -> None:
+        if self.paused and self._open and not self._output_full and self._pending < self._max_pending:
+            super().resumeProducing()
+
+    @property
+    def _max_pending(self) -> int:
+        return self.factory.limits.max_tcp_pending
 
     def stringReceived(self, data: bytes) -> None:
         self.resetTimeout()
@@ -152,11 +207,15 @@ class PortalStreamProtocol(Int16StringReceiver, TimeoutMixin):
             self.transport.loseConnection()
             return
         except Malformed as malformed:
-            if self.factory.policy.client(self.transport.getPeer().host) is not None:
+            if self.factory.policy.client(self.client_ip) is not None:
                 self.sendString(malformed.formerr())
             else:
                 self.transport.loseConnection()  # as over UDP: no answer outside the LAN
             return
+        self._pending += 1
+        if self._pending >= self._max_pending:
+            self.factory.refusals.refuse("dns.max_tcp_pending", self.client_ip)
+            self._hold()
         try:
             self.factory.queryReceived(request, self, None)
         except Exception:
@@ -165,8 +224,11 @@ class PortalStreamProtocol(Int16StringReceiver, TimeoutMixin):
 
     def writeReply(self, reply: bytes, address: Any) -> None:
         # A forwarded answer may come back after the client has gone.
-        if self._open:
-            self.sendString(reply)
+        if not self._open:
+            return
+        self.sendString(reply)
+        self._pending = max(0, self._pending - 1)
+        self._release()
 
 
 class PortalDNSFactory(ServerFactory):
@@ -193,9 +255,33 @@ class PortalDNSFactory(ServerFactory):
         self._clock = clock
         self._on_walled_garden_answer = on_walled_garden_answer
         self.fast_path = FastPath(self.policy, self.local, forwarder.cache, clock)
+        self.limits = TCPLimits.from_config(config)
+        # Open TCP connections by client address.
+        self.open_by_client: Counter[str] = Counter()
+        self.open_total = 0
 
-    def buildProtocol(self, addr: IAddress) -> PortalStreamProtocol:
-        return PortalStreamProtocol(self, self._clock)
+    def buildProtocol(self, addr: IAddress) -> PortalStreamProtocol | None:  # type: ignore[override]
+        client_ip: str = addr.host  # type: ignore[attr-defined]
+        # None: the listener closes the new socket at once.
+        if self.open_total >= self.limits.max_tcp_connections:
+            self.refusals.refuse("dns.max_tcp_connections", client_ip)
+            return None
+        if self.open_by_client[client_ip] >= self.limits.max_tcp_connections_per_client:
+            self.refusals.refuse("dns.max_tcp_connections_per_client", client_ip)
+            return None
+        return PortalStreamProtocol(self, self._clock, client_ip)
+
+    def opened(self, connection: PortalStreamProtocol) -> None:
+        self.open_by_client[connection.client_ip] += 1
+        self.open_total += 1
+
+    def closed(self, connection: PortalStreamProtocol) -> None:
+        self.open_total -= 1
+        left = self.open_by_client[connection.client_ip] - 1
+        if left > 0:
+            self.open_by_client[connection.client_ip] = left
+        else:
+            del self.open_by_client[connection.client_ip]
 
     def datagram_protocol(self) -> PortalDatagramProtocol:
         return PortalDatagramProtocol(self)
