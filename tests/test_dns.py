@@ -137,6 +137,24 @@ def test_walled_garden_is_forwarded_for_the_unauthorized(dns_server: Harness) ->
     assert addresses(dns_server.ask(query("notpay.example"))) == [PORTAL]
 
 
+def test_walled_garden_answers_open_only_their_own_names_addresses(dns_server: Harness) -> None:
+    dns_server.send(query("pay.example"))
+    sent, to = dns_server.upstream_queries()[-1]
+    # Out of bailiwick: records for names the question does not lead to.
+    cname = dns.RRHeader("pay.example", dns.CNAME, dns.IN, 60, dns.Record_CNAME("edge.cdn.example"))
+    dns_server.upstream_answers(
+        sent,
+        to,
+        [
+            a_record("bank.example", "198.51.100.66", 60),
+            cname,
+            a_record("edge.cdn.example", "203.0.113.91", 60),
+            a_record("cdn.example", "198.51.100.67", 60),
+        ],
+    )
+    assert dns_server.walled_garden_answers == [(["203.0.113.91"], 60.0)]
+
+
 def test_walled_garden_callback_only_for_upstream_answers(dns_server: Harness) -> None:
     dns_server.send(query("pay.example"))
     sent, to = dns_server.upstream_queries()[-1]

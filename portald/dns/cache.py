@@ -96,14 +96,34 @@ class CachedAnswer:
 
         return aged(self.answers), aged(self.authority), aged(self.additional)
 
-    def addresses(self) -> list[str]:
-        """The A and AAAA addresses in the answer section."""
+    def addresses(self, name: bytes) -> list[str]:
+        """
+        The A and AAAA addresses that answer C{name}: records owned by it,
+        or by a name its CNAME chain in the answer section leads to.
+        Records for any other name (out of bailiwick) are left out.
+        """
+        owners = {name.lower().rstrip(b".")}
+        # Follow the chain in whatever order the records come; each pass
+        # adds at least one name or ends it, so it is bounded by the records.
+        grew = True
+        while grew:
+            grew = False
+            for record in self.answers:
+                if record.type == dns.CNAME and _owner(record) in owners:
+                    target = record.payload.name.name.lower().rstrip(b".")
+                    if target not in owners:
+                        owners.add(target)
+                        grew = True
         families = {dns.A: socket.AF_INET, dns.AAAA: socket.AF_INET6}
         return [
             socket.inet_ntop(families[record.type], record.payload.address)
             for record in self.answers
-            if record.type in families
+            if record.type in families and _owner(record) in owners
         ]
+
+
+def _owner(record: dns.RRHeader) -> bytes:
+    return record.name.name.lower().rstrip(b".")
 
 
 def _lifetime(rcode: int, answers: Sequence[dns.RRHeader], authority: Sequence[dns.RRHeader]) -> int:

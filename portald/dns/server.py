@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import attrs
@@ -317,7 +318,7 @@ class PortalDNSFactory(ServerFactory):
             records = self.local.records(query)
             self._reply(protocol, address, request, RCODE_NOERROR, records, authoritative=True)
         else:
-            on_fresh = self._walled_garden_answer if verdict is Verdict.WALLED_GARDEN else None
+            on_fresh = partial(self._walled_garden_answer, name) if verdict is Verdict.WALLED_GARDEN else None
             signed_in = client if verdict is Verdict.FORWARD else None
             self.forwarder.resolve((name, query.type, query.cls), on_fresh).addCallbacks(
                 self._forwarded,
@@ -327,8 +328,10 @@ class PortalDNSFactory(ServerFactory):
                 (protocol, address, request),
             ).addErrback(lambda failure: log.failure("cannot answer a forwarded query", failure))
 
-    def _walled_garden_answer(self, entry: CachedAnswer) -> None:
-        addresses = entry.addresses()
+    def _walled_garden_answer(self, name: bytes, entry: CachedAnswer) -> None:
+        # Only what answers the name asked: a record for another name in the
+        # same answer would open an unrelated address to everyone.
+        addresses = entry.addresses(name)
         if addresses and self._on_walled_garden_answer is not None:
             self._on_walled_garden_answer(addresses, float(entry.lifetime))
 
