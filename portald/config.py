@@ -457,6 +457,9 @@ class DNSSettings:
     cache_size: int = setting(positive_int, 10000)
     max_cache_ttl: float = setting(whole_seconds, 3600.0)
     walled_garden: tuple[str, ...] = setting(list_of(parse_hostname), DEFAULT_WALLED_GARDEN)
+    # 0x20: questions sent upstream in random letter case (a forged answer
+    # must guess it); off for an upstream that does not keep the case.
+    randomise_case: bool = setting(parse_bool, True)
     # DNS over TCP, bounded: connections in all and per client, how long a
     # quiet one stays open, and queries one connection may have unanswered.
     max_tcp_connections: int = setting(positive_int, 256)

@@ -10,6 +10,7 @@ from twisted.logger import Logger
 
 from portald.config import Config
 from portald.dns.cache import AnswerCache
+from portald.dns.casing import CaseRandomiser, as_asked
 from portald.dns.policy import ActivityCallback
 from portald.dns.server import PortalDNSFactory, WalledGardenCallback
 from portald.dns.upstream import Forwarder
@@ -81,7 +82,10 @@ class DNSService(MultiService):
         # count when given, else the service's own.
         self.refusals = refusals if refusals is not None else Refusals(reactor)
         self.cache = AnswerCache(config.dns.cache_size, config.dns.max_cache_ttl)
-        self.forwarder = Forwarder(reactor, config.dns.upstream, config.dns.upstream_timeout, self.cache)
+        spell = CaseRandomiser().spell if config.dns.randomise_case else as_asked
+        self.forwarder = Forwarder(
+            reactor, config.dns.upstream, config.dns.upstream_timeout, self.cache, spell
+        )
         self.factory = PortalDNSFactory(
             config,
             neighbours,

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from portald.config import Endpoint
 from portald.dns.cache import AnswerCache, CachedAnswer, CacheKey
+from portald.dns.casing import as_asked
 from portald.dns.edns import opt_header
 from portald.dns.wire import HEADER, RCODE_NOERROR, RCODE_NXDOMAIN
 
@@ -52,37 +53,61 @@ def _matches(message: dns.Message, key: CacheKey) -> bool:
     return (query.name.name.lower(), query.type, query.cls) == key
 
 
+# How a name is spelled in the question sent upstream (see portald.dns.casing).
+Speller = Callable[[bytes], bytes]
+
+
 class _Pending:
-    __slots__ = ("key", "address", "deferred", "timeout_call")
+    __slots__ = ("key", "sent_name", "address", "deferred", "timeout_call")
 
     def __init__(
-        self, key: CacheKey, address: tuple[str, int], deferred: defer.Deferred, timeout_call: IDelayedCall
+        self,
+        key: CacheKey,
+        sent_name: bytes,
+        address: tuple[str, int],
+        deferred: defer.Deferred,
+        timeout_call: IDelayedCall,
     ):
         self.key = key
+        self.sent_name = sent_name
         self.address = address
         self.deferred = deferred
         self.timeout_call = timeout_call
+
+
+def _as_asked(message: dns.Message, sent_name: bytes, name: bytes) -> None:
+    """Records owned by the name as spelled upstream go back to the name as cached."""
+    if sent_name == name:
+        return
+    for section in (message.queries, message.answers, message.authority, message.additional):
+        for record in section:
+            if record.name.name == sent_name:
+                record.name = dns.Name(name)
 
 
 class UpstreamDatagramProtocol(DatagramProtocol):
     """
     One UDP socket of portald's own towards the upstreams.  A response
     counts only if it comes from the address asked, carries a live query
-    ID, and repeats the question: anything else is dropped.
+    ID, and repeats the question exactly as sent, letter case included
+    (C{spell} chose it): anything else is dropped.
     """
 
     noisy = False
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, spell: Speller = as_asked) -> None:
         self._clock = clock
+        self._spell = spell
         self._pending: dict[int, _Pending] = {}
 
     def query(self, address: tuple[str, int], key: CacheKey, timeout: float) -> defer.Deferred:
         query_id = secrets.randbelow(0x10000)
         while query_id in self._pending:
             query_id = secrets.randbelow(0x10000)
+        name, qtype, qclass = key
+        sent_name = self._spell(name)
         message = dns.Message(id=query_id, recDes=1, maxSize=0)
-        message.queries = [_question(key)]
+        message.queries = [dns.Query(sent_name, qtype, qclass)]
         message.additional = [opt_header()]
         try:
             self.transport.write(message.toStr(), address)
@@ -90,7 +115,7 @@ class UpstreamDatagramProtocol(DatagramProtocol):
             return defer.fail(UpstreamFailed(f"cannot send to {address[0]}: {e}"))
         deferred: defer.Deferred = defer.Deferred()
         call = self._clock.callLater(timeout, self._timed_out, query_id)
-        self._pending[query_id] = _Pending(key, address, deferred, call)
+        self._pending[query_id] = _Pending(key, sent_name, address, deferred, call)
         return deferred
 
     def _timed_out(self, query_id: int) -> None:
@@ -112,6 +137,11 @@ class UpstreamDatagramProtocol(DatagramProtocol):
             return
         if not message.answer or not _matches(message, pending.key):
             return
+        if message.queries[0].name.name != pending.sent_name:
+            # The right question in the wrong case: a forger's guess, not the answer.
+            log.debug("answer from {address} with the question's case changed", address=addr[0])
+            return
+        _as_asked(message, pending.sent_name, pending.key[0])
         del self._pending[query_id]
         pending.timeout_call.cancel()
         pending.deferred.callback(message)
@@ -186,8 +216,10 @@ class Forwarder:
         upstreams: Sequence[Endpoint],
         timeout: float,
         cache: AnswerCache,
+        spell: Speller = as_asked,
     ) -> None:
         self._reactor = reactor
+        self._spell = spell
         self._upstreams = tuple(upstreams)
         self._timeout = timeout
         self.cache = cache
@@ -307,7 +339,7 @@ class Forwarder:
         """A socket of the pool for C{version}, chosen at random (a new one while the pool grows)."""
         pool = self._pools.setdefault(version, [])
         if len(pool) < self.pool_size:
-            udp = UpstreamDatagramProtocol(self._reactor)
+            udp = UpstreamDatagramProtocol(self._reactor, self._spell)
             interface = "::" if version == 6 else ""
             self._ports[udp] = self._reactor.listenUDP(0, udp, interface=interface, maxPacketSize=65535)
             self._uses[udp] = 0
