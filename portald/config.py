@@ -385,6 +385,28 @@ def endpoint(default_port: int) -> Parser:
 
 
 @attrs.frozen
+class GatewayService:
+    """A port on the gateway itself that guests may reach (C{firewall.gateway_services})."""
+
+    protocol: str  # "tcp" or "udp"
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.protocol}/{self.port}"
+
+
+_SERVICE = re.compile(r"(tcp|udp)/([0-9]{1,5})")
+
+
+def parse_gateway_service(node: Node) -> GatewayService:
+    value = node.scalar()
+    match = _SERVICE.fullmatch(value.strip().lower()) if isinstance(value, str) else None
+    if match is None or not 1 <= int(match.group(2)) <= 65535:
+        raise node.error("a protocol and port such as tcp/22 or udp/123")
+    return GatewayService(match.group(1), int(match.group(2)))
+
+
+@attrs.frozen
 class ProbeRule:
     """
     An OS connectivity probe: a host, and a path on it (``None``: any path).
@@ -546,6 +568,9 @@ class FirewallSettings:
     table: str = setting(parse_name, "portald")
     allowed_macs: tuple[str, ...] = setting(list_of(parse_mac), ())
     walled_garden: tuple[IPNetwork, ...] = setting(list_of(parse_network), ())
+    # What guests may reach on the gateway itself besides DHCP, portald's
+    # DNS and web ports and ping (everything else there is dropped).
+    gateway_services: tuple[GatewayService, ...] = setting(list_of(parse_gateway_service), ())
     on_stop: str = setting(choice(*ON_STOP_CHOICES), "keep")
     nft: Path = setting(parse_path, Path("/usr/sbin/nft"))
     conntrack: Path = setting(parse_path, Path("/usr/sbin/conntrack"))

@@ -35,6 +35,7 @@ firewall:
   table: guests
   allowed_macs: [02:00:00:00:aa:01, 02-00-00-00-AA-02]
   walled_garden: [203.0.113.64/26, 198.51.100.7/32, 203.0.113.96/27, 2001:db8:f::/48]
+  gateway_services: [tcp/22, UDP/123, tcp/2222]
   on_stop: remove
 """
 

@@ -207,6 +207,8 @@ def test_yaml_syntax_error_has_its_line() -> None:
         (("dns:", "  redirect_ttl: 200ms"), "dns.redirect_ttl", "whole seconds"),
         (("http:", "  max_body_bytes: 0"), "http.max_body_bytes", "above zero"),
         (("dns:", "  tcp_timeout: 0"), "dns.tcp_timeout", "above zero"),
+        (("firewall:", "  gateway_services: [ssh]"), "firewall.gateway_services[0]", "such as tcp/22"),
+        (("firewall:", "  gateway_services: [tcp/70000]"), "firewall.gateway_services[0]", "such as tcp/22"),
         (("dns:", "  max_tcp_pending: 0"), "dns.max_tcp_pending", "at least 1"),
         (("auth:", "  max_attempts_total: many"), "auth.max_attempts_total", "a whole number"),
         (("http:", "  request_timeout: 0"), "http.request_timeout", "above zero"),

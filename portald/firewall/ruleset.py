@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
-from portald.config import Config, IPAddress, IPNetwork
+from portald.config import Config, GatewayService, IPAddress, IPNetwork
 
 # nft keeps element timeouts in milliseconds; sub-second ones are rounded up.
 _MIN_TIMEOUT_MS = 1000
@@ -37,6 +37,7 @@ class FirewallPlan:
     portal6: ipaddress.IPv6Address | None
     dns_port: int
     http_port: int
+    gateway_services: tuple[GatewayService, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> FirewallPlan:
@@ -49,6 +50,7 @@ class FirewallPlan:
             portal6=config.portal.address6,
             dns_port=config.dns.port,
             http_port=config.http.port,
+            gateway_services=config.firewall.gateway_services,
         )
 
     @property
@@ -269,7 +271,30 @@ def ruleset(
         "ip6 daddr @walled_garden6 return",
         "ip6 daddr @walled_garden_dns6 return",
     ]
+    listed = [
+        f"{protocol} dport {{ {', '.join(str(s.port) for s in plan.gateway_services if s.protocol == protocol)} }} "
+        'accept comment "firewall.gateway_services"'
+        for protocol in ("tcp", "udp")
+        if any(s.protocol == protocol for s in plan.gateway_services)
+    ]
     chains = [
+        _chain(
+            "input",
+            "what guests may reach on the gateway itself, on any of its addresses",
+            [
+                f"iifname != {lan} return",
+                "ct state established,related accept",
+                'udp dport 67 accept comment "DHCP"',
+                'udp dport 547 accept comment "DHCPv6"',
+                f'meta l4proto {{ tcp, udp }} th dport {plan.dns_port} accept comment "portald\'s DNS"',
+                f'tcp dport {plan.http_port} accept comment "the portal"',
+                "icmp type echo-request accept",
+                "icmpv6 type { echo-request, nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept",
+                *listed,
+                'counter drop comment "nothing else on the gateway answers guests"',
+            ],
+            "type filter hook input priority filter; policy accept;",
+        ),
         _chain(
             "spoofing",
             "a device using another's leased address reaches nothing, portald included",
