@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
@@ -39,7 +40,7 @@ def counted(value: str, packets: int, size: int) -> dict:
 
 
 class Harness:
-    def __init__(self, yaml: str = MINIMAL_YAML, **options: float) -> None:
+    def __init__(self, yaml: str = MINIMAL_YAML, **options: Any) -> None:
         self.clock = Clock()
         self.runner = FakeRunner()
         self.table = AuthorizationTable(self.clock)
@@ -799,3 +800,45 @@ def test_leases_go_into_the_first_load_and_then_only_their_changes() -> None:
     h.firewall.leases_changed({"192.0.2.10": MAC3, "192.0.2.30": MAC2})
     h.clock.advance(0)
     assert h.runner.running() == []
+
+
+class _BlockingNft:
+    """nft as run before the reactor: C{has_table} answers the listing; loads are kept."""
+
+    def __init__(self, has_table: bool, load_status: int = 0) -> None:
+        self.has_table = has_table
+        self.load_status = load_status
+        self.loaded: list[str] = []
+
+    def __call__(self, argv, stdin: bytes) -> tuple[int, bytes]:
+        if "list" in argv:
+            return (0, b"") if self.has_table else (1, b"Error: No such file or directory")
+        self.loaded.append(stdin.decode())
+        return self.load_status, b"Error: Could not process rule" if self.load_status else b""
+
+
+def test_with_no_table_in_the_kernel_the_closed_one_goes_in_before_the_listeners_open() -> None:
+    nft = _BlockingNft(has_table=False)
+    h = Harness(run_before_reactor=nft)
+    h.authorize(MAC1, "192.0.2.10", 600)  # restored from the store
+    h.firewall.privilegedStartService()
+    (text,) = nft.loaded
+    client = ruleset.AuthorizedClient(MAC1, ipaddress.ip_address("192.0.2.10"), 600.0)
+    assert text == ruleset.ruleset(h.firewall.plan, [client])
+    # Nothing asynchronous happened: the reactor has not run yet.
+    assert h.runner.running() == []
+
+
+def test_a_table_left_in_the_kernel_is_kept_as_it_is_until_the_first_load() -> None:
+    nft = _BlockingNft(has_table=True)
+    Harness(run_before_reactor=nft).firewall.privilegedStartService()
+    assert nft.loaded == []
+
+
+def test_a_refused_closed_table_is_logged_and_the_start_goes_on() -> None:
+    nft = _BlockingNft(has_table=False, load_status=1)
+    h = Harness(run_before_reactor=nft)
+    with capturedLogs() as events:
+        h.firewall.privilegedStartService()
+    assert any("Could not process rule" in str(e.get("message", "")) for e in events), events
+    h.start().finish(0)  # the queue's first load still comes

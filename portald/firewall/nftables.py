@@ -30,6 +30,7 @@ from zope.interface import implementer
 from portald.config import Config
 from portald.firewall import ruleset
 from portald.firewall.applyqueue import ApplyQueue, FirewallStats, IQueueWork, Timing
+from portald.firewall.closing import BlockingRunner, TableLoadFailed, close_if_open, run_blocking
 from portald.firewall.counters import CounterOwnership
 from portald.firewall.garden import LearnedGarden
 from portald.firewall.interface import IFirewall
@@ -74,6 +75,7 @@ class NftablesFirewall(Service):
         rebuild_after_failures: int = 3,
         shortest_garden_timeout: float = 60.0,
         longest_garden_timeout: float = 86400.0,
+        run_before_reactor: BlockingRunner = run_blocking,
     ) -> None:
         self.plan = ruleset.FirewallPlan.from_config(config)
         self._nft = str(config.firewall.nft)
@@ -94,8 +96,30 @@ class NftablesFirewall(Service):
         self._leased: dict[str, str] = {}
         # conntrack scans the whole table for each flush: a few at a time.
         self._flushes = DeferredSemaphore(4)
+        self._run_before_reactor = run_before_reactor
 
     # --- service ---
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        # Before any listener opens, and before the reactor runs: with no
+        # table in the kernel (a first start, or on_stop: remove) the LAN
+        # would be forwarded freely until the first load.  The sessions
+        # restored from the store are in the table already.
+        try:
+            loaded = close_if_open(
+                self._nft, self.plan, self._table.sessions(), self._clock.seconds(), self._run_before_reactor
+            )
+        except TableLoadFailed as e:
+            log.error(
+                "cannot load {table} before start: {message}", table=self.plan.qualified_table, message=str(e)
+            )
+            return
+        if loaded:
+            log.info(
+                "nftables table {table} loaded closed before the listeners open",
+                table=self.plan.qualified_table,
+            )
 
     def startService(self) -> None:
         super().startService()

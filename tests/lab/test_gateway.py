@@ -11,8 +11,8 @@ import sys
 
 import yaml
 
-from tests.lab.daemon import start_portald
-from tests.lab.internet import start_internet
+from tests.lab.daemon import Portald, lab_config, start_portald
+from tests.lab.internet import WEB_ADDRESS, start_internet
 from tests.lab.netlab import GATEWAY_ADDRESS, GATEWAY_UPLINK_ADDRESS, wait_for
 from tests.lab.test_enforcement import PORTAL, curl, sign_in, status, wait_for_enforcement
 
@@ -57,3 +57,61 @@ def test_services_on_the_gateway_answer_guests_only_when_listed(lab) -> None:
     wait_for(lambda: status(captive, staff[0]) == "200", 10, what="the listed service")
     assert status(captive, staff[1]) == "200" and status(signed_in, staff[0]) == "200"
     assert "Traceback" not in portal.log()
+
+
+def no_packet_gets_through(client, address: str) -> bool:
+    """Five pings, a second at most each: True if not one came back."""
+    result = client.run(["ping", "-c", "5", "-i", "0.2", "-W", "1", address], check=False)
+    return " 100% packet loss" in result.stdout
+
+
+def every_packet_gets_through(client, address: str) -> bool:
+    result = client.run(["ping", "-c", "5", "-i", "0.2", "-W", "1", address], check=False)
+    return " 0% packet loss" in result.stdout
+
+
+def close_by_hand(lab, config_path) -> str:
+    """What the unit's ExecStartPre runs: ``portald-firewall close``."""
+    command = [sys.executable, "-m", "portald.cli.firewall", "close", "--config", str(config_path)]
+    return lab.gateway().run(command).stdout
+
+
+def test_the_network_stays_closed_before_portald_starts_and_after_it_dies(lab) -> None:
+    dhcp = lab.dnsmasq_dhcp()
+    net = start_internet(lab)
+    phone, other = lab.client("c1"), lab.client("c2")
+    phone.dhclient()
+    other.dhclient()
+    config = lab_config(lab, lease_file=dhcp.lease_file, upstream=[net.dns], settings={})
+    path = lab.tmp / "portald.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    # No table yet: the gateway forwards anything (what a boot looked like).
+    assert every_packet_gets_through(other, WEB_ADDRESS)
+
+    # --- at boot, before portald: closed, nobody signed in yet ---
+    assert "loaded closed, 0 guest(s) signed in" in close_by_hand(lab, path)
+    assert no_packet_gets_through(phone, WEB_ADDRESS) and no_packet_gets_through(other, WEB_ADDRESS)
+
+    portal = Portald(lab, path)
+    portal.start()
+    for client in (phone, other):
+        wait_for(
+            lambda c=client: "csrf" in curl(c, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease"
+        )
+    sign_in(phone)
+    wait_for(lambda: every_packet_gets_through(phone, WEB_ADDRESS), 10, what="the phone to get out")
+
+    # --- portald dies (a crash, the OOM killer): the table stays, closed ---
+    assert portal.process is not None
+    portal.process.popen.kill()
+    portal.process.popen.wait(10)
+    assert no_packet_gets_through(other, WEB_ADDRESS)
+    assert every_packet_gets_through(phone, WEB_ADDRESS)
+
+    # --- a reboot: the kernel forgets, the database remembers ---
+    lab.gateway().run(["nft", "delete", "table", "inet", f"{lab.prefix}_portald"])
+    assert "loaded closed, 1 guest(s) signed in" in close_by_hand(lab, path)
+    assert every_packet_gets_through(phone, WEB_ADDRESS)
+    assert no_packet_gets_through(other, WEB_ADDRESS)
+    # Run again (a restart of the unit): what is there is left alone.
+    assert "in place already" in close_by_hand(lab, path)
