@@ -344,6 +344,13 @@ class PortalDNSFactory(ServerFactory):
         signed_in: str | None,
     ) -> None:
         answers, authority, additional = entry.records(self._clock.seconds())
+        # Records owned by the name asked carry the client's spelling of it,
+        # as the fast path's (whose owners point at the question) do: the
+        # same answer, of the same size, on both paths.
+        asked = request.message.queries[0].name.name
+        for record in (*answers, *authority, *additional):
+            if record.name.name != asked and record.name.name.lower() == asked.lower():
+                record.name = dns.Name(asked)
         sent = self._reply(protocol, address, request, entry.rcode, answers, authority, additional)
         if signed_in is not None:
             self.policy.saw(signed_in, request.size, sent)
