@@ -132,7 +132,7 @@ def test_portal_pages_say_no_server_and_post_only_to_the_portal() -> None:
         reply = harness.request("GET", f"http://portal.example{path}")
         assert reply.header("Server") is None, path
     csp = harness.request("GET", "http://portal.example/").header("Content-Security-Policy")
-    assert "form-action 'self'" in csp
+    assert "form-action 'self' http: https:" in csp
     # And a request twisted.web answers for a foreign Host.
     raw, _ = harness.raw(b"GET / HTTP/1.0\r\n\r\n", client_ip=CLIENT_IP)
     assert b"Server:" not in raw

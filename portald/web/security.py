@@ -4,8 +4,11 @@ from __future__ import annotations
 
 # The portal's own pages: its stylesheet, its images, nothing else; no
 # scripts at all, no framing by another site.
+# Forms post to the portal only; but browsers hold the redirect that answers
+# a sign-in (to the site the guest wanted, any http or https one) to
+# form-action too, so those schemes stay allowed (no javascript:, no data:).
 PORTAL_CSP = (
-    b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' http: https:; "
     b"frame-ancestors 'none'; base-uri 'none'"
 )
 # Answers with no page at all (refusals, errors): nothing may load or frame them.
