@@ -326,6 +326,13 @@ def test_pages_that_do_not_exist_and_wrong_methods(harness: WebHarness) -> None:
 # --- static files and themes ---
 
 
+def test_the_static_folder_itself_is_not_found_for_any_method(harness: WebHarness) -> None:
+    for method in ("GET", "HEAD"):
+        assert harness.request(method, PORTAL + "/static").status == 404, method
+    # As for every static path: a form sent there is the wrong method.
+    assert harness.request("POST", PORTAL + "/static").status == 405
+
+
 def test_static_files_have_validators_and_caching(harness: WebHarness) -> None:
     reply = harness.request("GET", PORTAL + "/static/portal.css")
     assert reply.status == 200 and reply.header("Content-Type").startswith("text/css")

@@ -23,6 +23,11 @@ class StaticFiles(Resource):
         self._theme = portal.replies.theme
         self._missing = MissingFile(portal)
 
+    def render(self, request: Request) -> bytes:
+        # C{/static} itself is no file: not found, whatever the method
+        # (twisted.web would answer GET with 405 and HEAD with a 500).
+        return self._missing.render(request)  # type: ignore[no-any-return]
+
     def getChild(self, name: bytes, request: Request) -> Resource:
         path = self._theme.static_file(name.decode("utf-8", "replace")) if not request.postpath else None
         if path is None:
