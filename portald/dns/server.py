@@ -13,7 +13,6 @@ here.  Both give the same answers (tests/test_dns_properties.py).
 from __future__ import annotations
 
 import errno
-from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -29,6 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from portald.config import Config
+from portald.connections import ConnectionCounts
 from portald.dns.cache import CachedAnswer
 from portald.dns.edns import opt_header
 from portald.dns.fastpath import FastPath
@@ -165,13 +165,13 @@ class PortalStreamProtocol(Int16StringReceiver, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self._open = True
-        self.factory.opened(self)
+        self.factory.connections.opened(self.client_ip)
         self.setTimeout(self.factory.limits.tcp_timeout)
         self.transport.registerProducer(self, True)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._open = False
-        self.factory.closed(self)
+        self.factory.connections.closed(self.client_ip)
         self.setTimeout(None)
 
     # IPushProducer, for the transport: its buffer is full, then empty again.
@@ -257,32 +257,19 @@ class PortalDNSFactory(ServerFactory):
         self._on_walled_garden_answer = on_walled_garden_answer
         self.fast_path = FastPath(self.policy, self.local, forwarder.cache, clock)
         self.limits = TCPLimits.from_config(config)
-        # Open TCP connections by client address.
-        self.open_by_client: Counter[str] = Counter()
-        self.open_total = 0
+        self.connections = ConnectionCounts(
+            ("dns.max_tcp_connections", self.limits.max_tcp_connections),
+            ("dns.max_tcp_connections_per_client", self.limits.max_tcp_connections_per_client),
+        )
 
     def buildProtocol(self, addr: IAddress) -> PortalStreamProtocol | None:  # type: ignore[override]
         client_ip: str = addr.host  # type: ignore[attr-defined]
-        # None: the listener closes the new socket at once.
-        if self.open_total >= self.limits.max_tcp_connections:
-            self.refusals.refuse("dns.max_tcp_connections", client_ip)
-            return None
-        if self.open_by_client[client_ip] >= self.limits.max_tcp_connections_per_client:
-            self.refusals.refuse("dns.max_tcp_connections_per_client", client_ip)
+        refused = self.connections.refusal(client_ip)
+        if refused is not None:
+            # None: the listener closes the new socket at once.
+            self.refusals.refuse(refused, client_ip)
             return None
         return PortalStreamProtocol(self, self._clock, client_ip)
-
-    def opened(self, connection: PortalStreamProtocol) -> None:
-        self.open_by_client[connection.client_ip] += 1
-        self.open_total += 1
-
-    def closed(self, connection: PortalStreamProtocol) -> None:
-        self.open_total -= 1
-        left = self.open_by_client[connection.client_ip] - 1
-        if left > 0:
-            self.open_by_client[connection.client_ip] = left
-        else:
-            del self.open_by_client[connection.client_ip]
 
     def datagram_protocol(self) -> PortalDatagramProtocol:
         return PortalDatagramProtocol(self)

@@ -19,7 +19,6 @@ are answered only as fast as they are taken away).
 from __future__ import annotations
 
 import socket
-from collections import Counter
 
 import attrs
 from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
@@ -31,6 +30,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from portald.addresses import normalise_ip
+from portald.connections import ConnectionCounts
 from portald.memo import PerSecondMemo
 from portald.periodic import Periodic
 from portald.refusals import Refusals
@@ -257,8 +257,10 @@ class FrontDoorFactory(Factory):
         # Fast-path connections, for the sweep.
         self.connections: set[FrontDoor] = set()
         # Every open connection by client address, handed over or not.
-        self.open_by_client: Counter[str] = Counter()
-        self.open_total = 0
+        self.counts = ConnectionCounts(
+            ("http.max_connections", limits.max_connections),
+            ("http.max_connections_per_client", limits.max_connections_per_client),
+        )
         self._sweeper = Periodic(clock, limits.request_timeout / 2, self.sweep)
         # This second's header tails (they carry its Date), by (body length, keep-alive).
         self._tails: PerSecondMemo[tuple[int, bool], bytes] = PerSecondMemo(clock, 64)
@@ -267,28 +269,20 @@ class FrontDoorFactory(Factory):
         host: str = addr.host  # type: ignore[attr-defined]
         # IPv4 peers come canonical already; only IPv6 text needs the work.
         client_ip = normalise_ip(host) if ":" in host else host
-        # None: the listener closes the new socket at once.
-        if self.open_total >= self.limits.max_connections:
-            self.refusals.refuse("http.max_connections", client_ip)
-            return None
-        if self.open_by_client[client_ip] >= self.limits.max_connections_per_client:
-            self.refusals.refuse("http.max_connections_per_client", client_ip)
+        refused = self.counts.refusal(client_ip)
+        if refused is not None:
+            # None: the listener closes the new socket at once.
+            self.refusals.refuse(refused, client_ip)
             return None
         return FrontDoor(self, client_ip)
 
     def opened(self, connection: FrontDoor) -> None:
         self.connections.add(connection)
-        self.open_by_client[connection.client_ip] += 1
-        self.open_total += 1
+        self.counts.opened(connection.client_ip)
 
     def closed(self, connection: FrontDoor) -> None:
         self.connections.discard(connection)
-        self.open_total -= 1
-        left = self.open_by_client[connection.client_ip] - 1
-        if left > 0:
-            self.open_by_client[connection.client_ip] = left
-        else:
-            del self.open_by_client[connection.client_ip]
+        self.counts.closed(connection.client_ip)
 
     def startFactory(self) -> None:
         self._sweeper.start()
