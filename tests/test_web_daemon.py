@@ -1,6 +1,7 @@
 """
 The real daemon on the development configuration, asked over loopback what
-the README tells a new user to try (the requests curl would make).
+the README tells a new user to try (the requests curl would make), and put
+through the attacks a guest can make on port 80, its memory measured.
 
 The configuration is etc/dev/portald.yaml with free ports instead of
 8053/8080 (so that it can run beside a `make run`) and the database in the
@@ -10,6 +11,8 @@ test's tmp dir.
 from __future__ import annotations
 
 import re
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,62 @@ def test_what_the_readme_says_to_try(daemon) -> None:
     assert status == 200 and "signed out" in page
     assert ask(port, "GET", "example.com", "/")[0] == 511
     twistd.wait_for("authorized 02:00:00:00:00:01 (127.0.0.1) by click-through")
+
+
+# --- the attacks a guest can make on port 80, the daemon's memory measured ---
+# (a generous bound: what matters is that it does not grow with the attack)
+
+PAGE = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+# Growth allowed while an attack runs; before these bounds the same attacks
+# took the daemon up by 250 MB and more.
+GENEROUS = 60 * 2**20
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def send_for(sock: socket.socket, data: bytes, seconds: float) -> int:
+    """Send C{data} until it is all gone or C{seconds} pass (the peer stops reading); bytes sent."""
+    sock.setblocking(False)
+    sent = 0
+    deadline = time.monotonic() + seconds
+    view = memoryview(data)
+    while sent < len(data) and time.monotonic() < deadline:
+        try:
+            sent += sock.send(view[sent : sent + 65536])
+        except BlockingIOError:
+            time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    return sent
+
+
+def test_pipelined_requests_never_read_do_not_grow_the_daemon(daemon) -> None:
+    port, twistd = daemon
+    before = rss(twistd.process.pid)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sent = send_for(sock, PAGE * 170_000, seconds=5)  # 6.5 MB of requests
+        time.sleep(0.5)
+        grown = rss(twistd.process.pid) - before
+    # The daemon stopped reading once its answers were not taken away.
+    assert sent < len(PAGE) * 170_000
+    assert grown < GENEROUS, f"RSS grew by {grown / 2**20:.0f} MB"
+
+
+def test_a_huge_body_is_refused_at_its_head_and_not_read(daemon) -> None:
+    port, twistd = daemon
+    before = rss(twistd.process.pid)
+    for host in (b"portal.example", b"example.com"):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            head = b"POST /login HTTP/1.1\r\nHost: %s\r\nContent-Length: 200000000\r\n\r\n" % host
+            sock.sendall(head)
+            sock.settimeout(5)
+            answer = sock.recv(65536)
+            assert answer.split(b" ", 2)[1] in (b"413", b"511"), answer[:100]
+            send_for(sock, b"a" * 20_000_000, seconds=3)
+    assert rss(twistd.process.pid) - before < GENEROUS

@@ -74,6 +74,14 @@ def wait_for_enforcement(lab) -> None:
     wait_for(lambda: lab.gateway().run(table, check=False).returncode == 0, 10, what="the firewall's first load")
 
 
+def wait_for_leases(*clients: Client) -> None:
+    """Until portald knows each client's lease: its portal page offers the form."""
+    for client in clients:
+        wait_for(
+            lambda c=client: "csrf" in curl(c, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease"
+        )
+
+
 def form_token(page: str) -> str:
     match = re.search(r'name="csrf"[^>]*value="([^"]+)"', page) or re.search(
         r'value="([^"]+)"[^>]*name="csrf"', page
@@ -114,10 +122,7 @@ def test_enforcement_end_to_end(lab) -> None:
     other.dhclient()
     portal = start_portald(lab, lease_file=dhcp.lease_file, upstream=[net.dns])
     # portald knows both leases once the portal page offers the form.
-    for client in (phone, other):
-        wait_for(
-            lambda c=client: "csrf" in curl(c, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease"
-        )
+    wait_for_leases(phone, other)
     wait_for_enforcement(lab)
 
     # --- unauthorized ---
@@ -184,7 +189,7 @@ def test_walled_garden_names_open_their_addresses_to_everyone(lab) -> None:
         upstream=[net.dns],
         settings={"dns": {"walled_garden": ["news.example.test"]}},
     )
-    wait_for(lambda: "csrf" in curl(phone, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease")
+    wait_for_leases(phone)
     wait_for_enforcement(lab)
     assert status(phone, f"http://{WEB_ADDRESS}/") == "511"
     # The phone, not signed in, resolves a walled-garden name through portald...

@@ -14,7 +14,7 @@ import yaml
 from tests.lab.daemon import Portald, lab_config, start_portald
 from tests.lab.internet import WEB_ADDRESS, start_internet
 from tests.lab.netlab import GATEWAY_ADDRESS, GATEWAY_UPLINK_ADDRESS, wait_for
-from tests.lab.test_enforcement import PORTAL, curl, sign_in, status, wait_for_enforcement
+from tests.lab.test_enforcement import sign_in, status, wait_for_enforcement, wait_for_leases
 
 # A staff service on the gateway (an admin page, SSH): any address, a high port.
 STAFF_PORT = 8022
@@ -35,10 +35,7 @@ def test_services_on_the_gateway_answer_guests_only_when_listed(lab) -> None:
     assert [status(captive, url) for url in staff] == ["200", "200"]
 
     portal = start_portald(lab, lease_file=dhcp.lease_file, upstream=[net.dns])
-    for client in (captive, signed_in):
-        wait_for(
-            lambda c=client: "csrf" in curl(c, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease"
-        )
+    wait_for_leases(captive, signed_in)
     wait_for_enforcement(lab)
     sign_in(signed_in)
     for client in (captive, signed_in):
@@ -94,10 +91,7 @@ def test_the_network_stays_closed_before_portald_starts_and_after_it_dies(lab) -
 
     portal = Portald(lab, path)
     portal.start()
-    for client in (phone, other):
-        wait_for(
-            lambda c=client: "csrf" in curl(c, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease"
-        )
+    wait_for_leases(phone, other)
     sign_in(phone)
     wait_for(lambda: every_packet_gets_through(phone, WEB_ADDRESS), 10, what="the phone to get out")
 

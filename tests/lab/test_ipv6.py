@@ -14,7 +14,13 @@ import sys
 from tests.lab.daemon import start_portald
 from tests.lab.internet import start_internet
 from tests.lab.netlab import Client, wait_for
-from tests.lab.test_enforcement import PORTAL, curl, sign_in, sign_out, status, wait_for_enforcement
+from tests.lab.test_enforcement import (
+    sign_in,
+    sign_out,
+    status,
+    wait_for_enforcement,
+    wait_for_leases,
+)
 
 LAN6 = "2001:db8:1::"
 GATEWAY6 = "2001:db8:1::1"
@@ -78,10 +84,7 @@ def test_ipv6_is_closed_before_sign_in_and_open_for_every_address_after(lab) -> 
     assert web6(other, global_addresses(other)[0]) == "200"
 
     portal = start_portald(lab, lease_file=dhcp.lease_file, upstream=[net.dns])
-    for client in (phone, other):
-        wait_for(
-            lambda c=client: "csrf" in curl(c, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease"
-        )
+    wait_for_leases(phone, other)
     wait_for_enforcement(lab)
 
     # --- captive: nothing gets out over IPv6, from any address ---

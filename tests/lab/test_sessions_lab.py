@@ -16,7 +16,7 @@ import time
 from tests.lab.daemon import start_portald
 from tests.lab.internet import WEB_ADDRESS, start_internet
 from tests.lab.netlab import wait_for
-from tests.lab.test_enforcement import PORTAL, curl, sign_in, status
+from tests.lab.test_enforcement import sign_in, status, wait_for_leases
 
 SITE = f"http://{WEB_ADDRESS}/"
 
@@ -29,11 +29,7 @@ def two_phones_and_portald(lab, settings: dict):
     for phone in phones:
         phone.dhclient()
     portal = start_portald(lab, lease_file=dhcp.lease_file, upstream=[net.dns], settings=settings)
-    for phone in phones:
-        # portald knows the lease once the portal page offers the form.
-        wait_for(
-            lambda p=phone: "csrf" in curl(p, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease"
-        )
+    wait_for_leases(*phones)
     return phones, portal
 
 

@@ -11,7 +11,15 @@ from __future__ import annotations
 from tests.lab.daemon import start_portald
 from tests.lab.internet import DNS_ADDRESS, WEB_ADDRESS, start_internet
 from tests.lab.netlab import GATEWAY_ADDRESS, Client, wait_for
-from tests.lab.test_enforcement import PORTAL, curl, dig, sign_in, status, wait_for_enforcement
+from tests.lab.test_enforcement import (
+    PORTAL,
+    curl,
+    dig,
+    sign_in,
+    status,
+    wait_for_enforcement,
+    wait_for_leases,
+)
 
 
 def take_address(client: Client, address: str) -> None:
@@ -30,10 +38,7 @@ def test_a_device_with_a_signed_in_guests_address_gets_nothing_of_theirs(lab) ->
     guest.dhclient()
     thief.dhclient()
     portal = start_portald(lab, lease_file=dhcp.lease_file, upstream=[net.dns])
-    for client in (guest, thief):
-        wait_for(
-            lambda c=client: "csrf" in curl(c, *PORTAL[:-1], PORTAL[-1] + "/").stdout, 10, what="the lease"
-        )
+    wait_for_leases(guest, thief)
     wait_for_enforcement(lab)
     sign_in(guest)
     wait_for(lambda: dig(guest, DNS_ADDRESS) == WEB_ADDRESS, 5, what="the guest's forwarded DNS")
