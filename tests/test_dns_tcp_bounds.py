@@ -108,3 +108,17 @@ def test_a_client_that_does_not_read_its_answers_is_not_read(dns_server: Harness
         protocol.resumeProducing()
         total += len(unframe(transport.value()))
     assert total == 1000
+
+
+def test_a_client_that_never_reads_is_cut_off_at_the_timeout(dns_server: Harness) -> None:
+    protocol = dns_server.service.factory.buildProtocol(IPv4Address("TCP", *CLIENT))
+    transport = _ConsumerTransport(peerAddress=IPv4Address("TCP", *CLIENT))
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"".join(framed(query("a.example", id=n)) for n in range(1000)))
+    assert transport.producerState == "paused"
+    dns_server.reactor.advance(10)
+    assert transport.disconnected  # aborted (StringTransport marks an abort so)
+    # A quiet client that reads is closed gracefully.
+    quiet, quiet_transport = tcp_connection(dns_server)
+    dns_server.reactor.advance(10)
+    assert quiet_transport.disconnecting and not quiet_transport.disconnected

@@ -75,6 +75,16 @@ def rss(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def established_to(port: int) -> int:
+    """Established TCP connections whose local end is C{port} (the daemon's side), from the kernel."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if int(local.split(":")[1], 16) == port and state == "01":
+            count += 1
+    return count
+
+
 def send_for(sock: socket.socket, data: bytes, seconds: float) -> int:
     """Send C{data} until it is all gone or C{seconds} pass (the peer stops reading); bytes sent."""
     sock.setblocking(False)
@@ -99,9 +109,16 @@ def test_pipelined_requests_never_read_do_not_grow_the_daemon(daemon) -> None:
         sent = send_for(sock, PAGE * 170_000, seconds=5)  # 6.5 MB of requests
         time.sleep(0.5)
         grown = rss(twistd.process.pid) - before
-    # The daemon stopped reading once its answers were not taken away.
-    assert sent < len(PAGE) * 170_000
-    assert grown < GENEROUS, f"RSS grew by {grown / 2**20:.0f} MB"
+        # The daemon stopped reading once its answers were not taken away...
+        assert sent < len(PAGE) * 170_000
+        assert grown < GENEROUS, f"RSS grew by {grown / 2**20:.0f} MB"
+        # ...and does not keep the connection for it: cut off by the idle
+        # sweep (5-10 s), not left waiting to flush what is never read.
+        assert established_to(port) == 1
+        deadline = time.monotonic() + 20
+        while established_to(port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert established_to(port) == 0
 
 
 def test_a_huge_body_is_refused_at_its_head_and_not_read(daemon) -> None:

@@ -258,3 +258,21 @@ def test_connections_are_capped_per_client_and_in_all() -> None:
     mine[0].connectionLost(Failure(ConnectionDone()))
     assert connect(CLIENT_IP) is not None
     assert harness.web.refusals.counts == {"http.max_connections_per_client": 1, "http.max_connections": 2}
+
+
+def test_a_client_that_never_reads_is_cut_off_not_waited_for() -> None:
+    harness = WebHarness()
+    factory = harness.web.factory
+    factory.doStart()
+    try:
+        transport = _ConsumerTransport(peerAddress=IPv4Address("TCP", CLIENT_IP, 40000))
+        protocol = factory.buildProtocol(IPv4Address("TCP", CLIENT_IP, 40000))
+        protocol.makeConnection(transport)
+        protocol.dataReceived(PAGE * 5000)
+        assert transport.producerState == "paused"
+        for _ in range(10):
+            harness.clock.advance(1)
+        # A graceful close would wait for it to read what it never will.
+        assert transport.disconnected  # aborted (StringTransport marks an abort so)
+    finally:
+        factory.doStop()

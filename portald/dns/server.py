@@ -174,6 +174,14 @@ class PortalStreamProtocol(Int16StringReceiver, TimeoutMixin):
         self.factory.connections.closed(self.client_ip)
         self.setTimeout(None)
 
+    def timeoutConnection(self) -> None:
+        if self._output_full:
+            # Answers it never takes would keep a graceful close open forever.
+            self.factory.refusals.refuse("dns.tcp_timeout", self.client_ip, "answers not read")
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
     # IPushProducer, for the transport: its buffer is full, then empty again.
 
     def pauseProducing(self) -> None:

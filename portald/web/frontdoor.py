@@ -204,6 +204,15 @@ class FrontDoor(Protocol):
             data = data[sent:]
         self.transport.write(data)
 
+    def close_idle(self) -> None:
+        """Nothing read for a sweep or two: close, without waiting on a client that does not read."""
+        if self._paused:
+            # Answers it never takes would keep a graceful close open forever.
+            self.factory.refusals.refuse("http.request_timeout", self.client_ip, "answers not read")
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
     def too_slow(self) -> None:
         """The head has taken longer than C{http.request_timeout}: say so and close."""
         self.factory.refusals.refuse("http.request_timeout", self.client_ip, "request head too slow")
@@ -301,7 +310,7 @@ class FrontDoorFactory(Factory):
             elif connection.active:
                 connection.active = False
             else:
-                connection.transport.loseConnection()
+                connection.close_idle()
 
     def serialize(self, response: Response, head_only: bool, keep_alive: bool) -> bytes:
         tails = self._tails.current()
