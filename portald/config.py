@@ -29,6 +29,7 @@ LEASE_FORMATS = ("dnsmasq", "isc-dhcpd", "kea")
 AUTH_METHODS = ("click-through", "access-code")
 FIREWALL_BACKENDS = ("none", "nftables")
 ON_STOP_CHOICES = ("keep", "remove")
+LOG_FORMATS = ("text", "json")
 
 DEFAULT_CONFIG_PATH = "/etc/portald/portald.yaml"
 
@@ -222,6 +223,18 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+DURATION_EXAMPLES = "a duration such as 90s, 30m, 2h, 1h30m or 1d"
+
+
+def duration_seconds(text: str) -> float | None:
+    """C{text} such as ``90s``, ``1h30m`` or ``200ms`` in seconds; C{None} if it is not one."""
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if parts and "".join(n + u for n, u in parts) == text:
+        return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    return None
+
+
 def parse_duration(node: Node) -> float:
     """
     A duration such as ``90s``, ``30m``, ``2h``, ``1h30m``, ``1d`` or
@@ -230,12 +243,10 @@ def parse_duration(node: Node) -> float:
     value = node.scalar()
     if value == 0 and not isinstance(value, bool):
         return 0.0
-    if isinstance(value, str):
-        text = value.strip()
-        parts = _DURATION_PART.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
-    raise node.error("a duration such as 90s, 30m, 2h, 1h30m or 1d")
+    seconds = duration_seconds(value) if isinstance(value, str) else None
+    if seconds is None:
+        raise node.error(DURATION_EXAMPLES)
+    return seconds
 
 
 def positive_duration(node: Node) -> float:
@@ -581,6 +592,36 @@ class StateSettings:
     database: Path = setting(parse_path, Path("/var/lib/portald/sessions.sqlite3"))
 
 
+def parse_group(node: Node) -> str:
+    """A Unix group name (whether it exists is checked when the socket is made)."""
+    value = node.scalar()
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", value):
+        raise node.error("a group name such as portald")
+    return value
+
+
+@attrs.frozen
+class ControlSettings:
+    # The operators' API (portald-ctl): a UNIX socket, never a network address.
+    socket: Path = setting(parse_path, Path("/run/portald/control.sock"), doc="the control API's UNIX socket")
+    group: str | None = setting(
+        optional(parse_group), None, doc="group that may use the socket (default: portald's own)"
+    )
+
+
+@attrs.frozen
+class MetricsSettings:
+    # Prometheus exposition; off unless an address is given.
+    listen: Endpoint | None = setting(optional(endpoint(9120)), None, doc="address:port of /metrics")
+    # The guests' side is refused unless the operator insists.
+    allow_guest_side: bool = setting(parse_bool, False)
+
+
+@attrs.frozen
+class LogSettings:
+    format: str = setting(choice(*LOG_FORMATS), "text", doc="text, or json: one JSON object per line")
+
+
 @attrs.frozen
 class Config:
     portal: PortalSettings = setting(section(PortalSettings))
@@ -591,6 +632,9 @@ class Config:
     sessions: SessionSettings = setting(section(SessionSettings), SessionSettings())
     firewall: FirewallSettings = setting(section(FirewallSettings), FirewallSettings())
     state: StateSettings = setting(section(StateSettings), StateSettings())
+    control: ControlSettings = setting(section(ControlSettings), ControlSettings())
+    metrics: MetricsSettings = setting(section(MetricsSettings), MetricsSettings())
+    log: LogSettings = setting(section(LogSettings), LogSettings())
     source: Path | None = attrs.field(default=None, eq=False)
 
     @property
@@ -653,6 +697,19 @@ def _check_consistency(config: Config, lines: dict[str, int]) -> None:
 
     if not any(config.portal.address in subnet for subnet in config.portal.subnets):
         raise fail("portal.address", "expected an address inside one of portal.subnets")
+    metrics = config.metrics.listen
+    if metrics is not None and not config.metrics.allow_guest_side:
+        guest_side = (
+            metrics.host.is_unspecified
+            or metrics.host in (config.portal.address, config.portal.address6)
+            or any(metrics.host in subnet for subnet in config.portal.subnets)
+        )
+        if guest_side:
+            raise fail(
+                "metrics.listen",
+                "expected an address on the staff's side, not the guests' (portal.address, "
+                "portal.subnets or every address); set metrics.allow_guest_side: true to insist",
+            )
     if config.auth.method == "access-code" and not config.auth.codes:
         raise fail("auth.method", "access-code needs at least one code in auth.codes")
     if config.firewall.backend == "nftables":
@@ -685,6 +742,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         leases=attrs.evolve(config.leases, sources=sources),
         http=attrs.evolve(config.http, theme=theme),
         state=attrs.evolve(config.state, database=resolve(config.state.database)),
+        control=attrs.evolve(config.control, socket=resolve(config.control.socket)),
     )
 
 

@@ -24,7 +24,7 @@ import attrs
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from portald.table import EndReason, ISessionJournal, JournalRefused, Session
+from portald.table import AllowedDevice, EndReason, ISessionJournal, JournalRefused, Session
 
 log = Logger()
 
@@ -49,6 +49,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX open_session_by_mac ON sessions (mac) WHERE ended IS NULL;
     CREATE INDEX session_by_mac ON sessions (mac, id);
+    """,
+    # Staff's note on a session; the devices staff let in (portald-ctl allow).
+    """
+    ALTER TABLE sessions ADD COLUMN note TEXT;
+    CREATE TABLE allowed (
+        mac TEXT PRIMARY KEY,
+        note TEXT,
+        added REAL NOT NULL
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -89,6 +98,7 @@ class SessionRecord:
     reason: str | None
     bytes_in: int | None
     bytes_out: int | None
+    note: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return attrs.asdict(self)
@@ -106,6 +116,9 @@ class SessionStore:
     def __init__(self, connection: sqlite3.Connection, path: Path, usage: UsageSource | None = None) -> None:
         self._db = connection
         self.path = path
+        # A reader opened read-only (before the daemon migrated) may find
+        # an older schema: what it lacks reads as nothing.
+        self.schema: int = connection.execute("PRAGMA user_version").fetchone()[0]
         self.longest_write = 0.0
         # Where a session's bytes come from when it ends (the usage ledger).
         self.usage = usage
@@ -185,6 +198,10 @@ class SessionStore:
                 db.rollback()
             raise StoreError(f"cannot write the session database {path}: {e}") from None
 
+    @property
+    def _note(self) -> str:
+        return "note" if self.schema >= 2 else "NULL"
+
     def close(self) -> None:
         self._db.close()
 
@@ -193,7 +210,7 @@ class SessionStore:
     def open_sessions(self) -> list[Session]:
         try:
             rows = self._db.execute(
-                "SELECT mac, ip, method, user, started, expires, idle_timeout, quota_bytes "
+                f"SELECT mac, ip, method, user, started, expires, idle_timeout, quota_bytes, {self._note} "
                 "FROM sessions WHERE ended IS NULL ORDER BY id"
             ).fetchall()
         except sqlite3.Error as e:
@@ -208,9 +225,20 @@ class SessionStore:
                 expires=expires,
                 idle_timeout=idle_timeout,
                 quota_bytes=quota_bytes,
+                note=note,
             )
-            for mac, ip, method, user, started, expires, idle_timeout, quota_bytes in rows
+            for mac, ip, method, user, started, expires, idle_timeout, quota_bytes, note in rows
         ]
+
+    def allowed_devices(self) -> list[AllowedDevice]:
+        """The devices staff let in, as they were when portald stopped."""
+        if self.schema < 2:
+            return []
+        try:
+            rows = self._db.execute("SELECT mac, note, added FROM allowed ORDER BY added").fetchall()
+        except sqlite3.Error as e:
+            raise _unreadable(self.path, e) from None
+        return [AllowedDevice(mac, "staff", note, added) for mac, note, added in rows]
 
     def restorable(self, now: float) -> list[Session]:
         """
@@ -244,8 +272,9 @@ class SessionStore:
                 (session.started, EndReason.REPLACED.value, session.mac),
             )
             self._db.execute(
-                "INSERT INTO sessions (mac, ip, method, user, started, expires, idle_timeout, quota_bytes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sessions "
+                "(mac, ip, method, user, started, expires, idle_timeout, quota_bytes, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session.mac,
                     session.ip,
@@ -255,6 +284,7 @@ class SessionStore:
                     session.expires,
                     session.idle_timeout,
                     session.quota_bytes,
+                    session.note,
                 ),
             )
 
@@ -271,6 +301,17 @@ class SessionStore:
     def record_ended(self, session: Session, reason: EndReason, ended: float) -> None:
         usage = self.usage(session.mac) if self.usage is not None else None
         self._close(session.mac, ended, reason, usage)
+
+    def record_allowed(self, device: AllowedDevice) -> None:
+        self._transaction(
+            lambda: self._db.execute(
+                "INSERT OR REPLACE INTO allowed (mac, note, added) VALUES (?, ?, ?)",
+                (device.mac, device.note, device.added),
+            )
+        )
+
+    def record_disallowed(self, mac: str) -> None:
+        self._transaction(lambda: self._db.execute("DELETE FROM allowed WHERE mac = ?", (mac,)))
 
     def _close(self, mac: str, ended: float, reason: EndReason, usage: tuple[int, int] | None) -> None:
         bytes_in, bytes_out = usage if usage is not None else (None, None)
@@ -305,7 +346,7 @@ class SessionStore:
 
     def history(self) -> list[SessionRecord]:
         rows = self._db.execute(
-            "SELECT mac, ip, method, user, started, expires, ended, reason, bytes_in, bytes_out "
+            f"SELECT mac, ip, method, user, started, expires, ended, reason, bytes_in, bytes_out, {self._note} "
             "FROM sessions ORDER BY id"
         ).fetchall()
         return [SessionRecord(*row) for row in rows]

@@ -10,7 +10,7 @@ L{IAuthorizationObserver}.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -49,6 +49,8 @@ class Session:
     user: str | None = None
     idle_timeout: float | None = None
     quota_bytes: int | None = None
+    # What staff wrote when they let the device in (portald-ctl auth --note).
+    note: str | None = None
 
     def remaining(self, now: float) -> float | None:
         """Seconds left, or C{None} for a session without an end."""
@@ -71,6 +73,26 @@ class IAuthorizationObserver(Interface):
 
     def session_ended(session: Session, reason: EndReason) -> None:
         """A session ended (logout, expiry, limits, an operator)."""
+
+
+@attrs.frozen
+class AllowedDevice:
+    """
+    A device that passes without signing in: from C{firewall.allowed_macs}
+    (C{source} "config") or let in by staff at run time ("staff").
+    """
+
+    mac: str
+    source: str
+    note: str | None = None
+    added: float | None = None
+
+
+class IAllowListObserver(Interface):
+    """An observer that also follows the always-allowed list (the firewall)."""
+
+    def allowed_changed(mac: str, allowed: bool) -> None:
+        """C{mac} was added to (C{allowed}) or removed from the always-allowed list."""
 
 
 class JournalRefused(Exception):
@@ -96,6 +118,12 @@ class ISessionJournal(Interface):
 
     def record_ended(session: Session, reason: EndReason, ended: float) -> None:
         """Persist the end of a session (failures are logged, not raised)."""
+
+    def record_allowed(device: AllowedDevice) -> None:
+        """Persist a device staff let in; raise L{JournalRefused} to refuse it."""
+
+    def record_disallowed(mac: str) -> None:
+        """Persist that staff took C{mac} off the list; raise L{JournalRefused} to refuse it."""
 
 
 @implementer(IAuthorizationObserver)
@@ -127,10 +155,17 @@ class AuthorizationTable:
     and rescheduled whenever the session changes.
     """
 
-    def __init__(self, clock: IReactorTime, journal: ISessionJournal | None = None) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        journal: ISessionJournal | None = None,
+        allowed: Iterable[AllowedDevice] = (),
+    ) -> None:
         self._clock = clock
         self.journal = journal
         self._sessions: dict[str, Session] = {}
+        # The always-allowed list: configured and staff's (restored from the store).
+        self._allowed: dict[str, AllowedDevice] = {device.mac: device for device in allowed}
         self._expiry_calls: dict[str, IDelayedCall] = {}
         self._observers: list[IAuthorizationObserver] = []
 
@@ -153,7 +188,16 @@ class AuthorizationTable:
     # --- queries ---
 
     def is_authorized(self, mac: str | None) -> bool:
+        """Whether C{mac} has a session (signed in)."""
         return mac is not None and mac in self._sessions
+
+    def may_pass(self, mac: str | None) -> bool:
+        """Whether C{mac} gets through: signed in, or always allowed."""
+        return mac is not None and (mac in self._sessions or mac in self._allowed)
+
+    def allowed(self) -> list[AllowedDevice]:
+        """The always-allowed list, in the order the devices were added."""
+        return list(self._allowed.values())
 
     def session(self, mac: str | None) -> Session | None:
         return self._sessions.get(mac) if mac is not None else None
@@ -176,6 +220,7 @@ class AuthorizationTable:
         user: str | None = None,
         idle_timeout: float | None = None,
         quota_bytes: int | None = None,
+        note: str | None = None,
     ) -> Session:
         """
         Let C{mac} pass for C{duration} seconds (C{None}: until ended).
@@ -193,6 +238,7 @@ class AuthorizationTable:
             user=user,
             idle_timeout=idle_timeout,
             quota_bytes=quota_bytes,
+            note=note,
         )
         if self.journal is not None:
             self.journal.record_started(session)
@@ -242,6 +288,51 @@ class AuthorizationTable:
                 log.failure("could not record the end of {mac}'s session", mac=mac)
         self._notify("session_ended", session, reason)
         return session
+
+    def allow(self, mac: str, note: str | None = None) -> AllowedDevice:
+        """
+        Let C{mac} pass without signing in, from now until L{disallow}.
+        A device already on the list keeps its entry.
+
+        @raise JournalRefused: the journal could not record it; nothing changed.
+        """
+        mac = normalise_mac(mac)
+        existing = self._allowed.get(mac)
+        if existing is not None:
+            return existing
+        device = AllowedDevice(mac, "staff", note, self._clock.seconds())
+        if self.journal is not None:
+            self.journal.record_allowed(device)
+        self._allowed[mac] = device
+        log.info("{mac} is always allowed now{note}", mac=mac, note=f" ({note})" if note else "")
+        self._notify_allowed(mac, True)
+        return device
+
+    def disallow(self, mac: str) -> AllowedDevice | None:
+        """
+        Take C{mac} off the list staff put it on, returning its entry; a
+        configured one stays (it is the file's) and C{None} is returned.
+        Its session, if it has one, goes on.
+
+        @raise JournalRefused: the journal could not record it; nothing changed.
+        """
+        device = self._allowed.get(mac)
+        if device is None or device.source != "staff":
+            return None
+        if self.journal is not None:
+            self.journal.record_disallowed(mac)
+        del self._allowed[mac]
+        log.info("{mac} is no longer always allowed", mac=mac)
+        self._notify_allowed(mac, False)
+        return device
+
+    def _notify_allowed(self, mac: str, allowed: bool) -> None:
+        for observer in list(self._observers):
+            if IAllowListObserver.providedBy(observer):
+                try:
+                    observer.allowed_changed(mac, allowed)
+                except Exception:
+                    log.failure("observer {observer!r} failed on allowed_changed", observer=observer)
 
     def _install(self, session: Session) -> None:
         self._cancel_expiry(session.mac)

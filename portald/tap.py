@@ -28,7 +28,7 @@ from portald.limits import ActivityTracker, SessionLimits, UsageLedger
 from portald.neighbours import Neighbours
 from portald.refusals import Refusals
 from portald.store import SessionStore, StoreError
-from portald.table import AuthorizationTable, Session, SessionLog
+from portald.table import AllowedDevice, AuthorizationTable, Session, SessionLog
 from portald.web.service import web_service
 from portald.welcome import WelcomeService
 
@@ -164,7 +164,10 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     # with an empty table.  The sessions go into the table at start.
     store = SessionStore.open(config.state.database, usage=ledger.usage)
     to_restore = store.restorable(reactor.seconds())
-    table = AuthorizationTable(reactor, journal=store)
+    # Always allowed: the file's list, then those staff let in (kept in the store).
+    allowed = [AllowedDevice(mac, "config") for mac in config.firewall.allowed_macs]
+    allowed += [device for device in store.allowed_devices() if device.mac not in config.firewall.allowed_macs]
+    table = AuthorizationTable(reactor, journal=store, allowed=allowed)
     neighbours = Neighbours()
     # Every input bound, DNS's and the web's, counts its refusals here.
     refusals = Refusals(reactor)

@@ -27,14 +27,17 @@ from portald.store import SessionStore, StoreError
 from portald.table import Session
 
 
-def stored_sessions(database: Path, now: float) -> list[Session]:
-    """The sessions still live in the database (none if there is no database yet)."""
+def stored_state(database: Path, now: float) -> tuple[list[Session], list[str]]:
+    """
+    The sessions still live in the database, and the MACs staff let in
+    (none if there is no database yet).
+    """
     if not database.exists():
-        return []
+        return [], []
     # Read-only: the daemon's own start closes what expired meanwhile.
     store = SessionStore.open_read_only(database)
     try:
-        return store.restorable(now)
+        return store.restorable(now), [device.mac for device in store.allowed_devices()]
     finally:
         store.close()
 
@@ -58,13 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     plan = FirewallPlan.from_config(config)
     now = time.time()
     try:
-        sessions = stored_sessions(config.state.database, now)
+        sessions, staff_allowed = stored_state(config.state.database, now)
     except (StoreError, sqlite3.Error) as e:
         # Closed all the same: nobody signed in is safer than everyone out.
         print(f"portald-firewall: {e}; closing with no one signed in", file=sys.stderr)
-        sessions = []
+        sessions, staff_allowed = [], []
+    allowed = [*config.firewall.allowed_macs, *staff_allowed]
     try:
-        loaded = close_if_open(str(config.firewall.nft), plan, sessions, now, run_blocking)
+        loaded = close_if_open(str(config.firewall.nft), plan, sessions, now, run_blocking, allowed)
     except TableLoadFailed as e:
         print(f"portald-firewall: nft refused the table: {e}", file=sys.stderr)
         return 1

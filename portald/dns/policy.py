@@ -90,7 +90,7 @@ class Policy:
             return Verdict.PORTAL
         if name in self._walled or (self._walled_subdomains and name.endswith(self._walled_subdomains)):
             return Verdict.WALLED_GARDEN
-        if self._table.is_authorized(self._neighbours.mac_for(client)):
+        if self._table.may_pass(self._neighbours.mac_for(client)):
             return Verdict.FORWARD
         return Verdict.REDIRECT
 

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.internet.protocol import ClientFactory, DatagramProtocol
@@ -201,6 +202,20 @@ class _TCPQueryFactory(ClientFactory):
             self.deferred.callback(result)
 
 
+@attrs.define
+class UpstreamHealth:
+    """What one upstream resolver has done lately (for portald-ctl status)."""
+
+    address: str
+    answers: int = 0
+    failures: int = 0
+    last_answer: float | None = None
+    last_failure: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return attrs.asdict(self)
+
+
 class Forwarder:
     """
     Answers questions from the cache, or from the upstreams in order.
@@ -217,10 +232,14 @@ class Forwarder:
         timeout: float,
         cache: AnswerCache,
         spell: Speller = as_asked,
+        on_upstream_answer: Callable[[float], None] | None = None,
     ) -> None:
         self._reactor = reactor
         self._spell = spell
         self._upstreams = tuple(upstreams)
+        self.health = [UpstreamHealth(str(upstream)) for upstream in self._upstreams]
+        # Told how long each answer took, in seconds (the metrics' histogram).
+        self._on_upstream_answer = on_upstream_answer
         self._timeout = timeout
         self.cache = cache
         # Sockets towards the upstreams, per address family: a pool on
@@ -301,11 +320,23 @@ class Forwarder:
             udp = self._socket(upstream.host.version)
         except Exception as e:
             return defer.fail(UpstreamFailed(f"cannot open a socket towards {upstream}: {e}"))
+        health = self.health[index]
+        sent = self._reactor.seconds()
         attempt = udp.query(address, key, self._timeout)
         attempt.addBoth(self._close_socket, udp)
         attempt.addCallback(self._checked, key, address)
 
+        def answered(message: dns.Message) -> dns.Message:
+            now = self._reactor.seconds()
+            health.answers += 1
+            health.last_answer = now
+            if self._on_upstream_answer is not None:
+                self._on_upstream_answer(now - sent)
+            return message
+
         def next_upstream(failure: Failure) -> Any:
+            health.failures += 1
+            health.last_failure = self._reactor.seconds()
             if self._stopped:
                 return failure
             log.debug(
@@ -316,7 +347,7 @@ class Forwarder:
             )
             return self._ask(key, index + 1)
 
-        return attempt.addErrback(next_upstream)
+        return attempt.addCallbacks(answered, next_upstream)
 
     def _checked(self, message: dns.Message, key: CacheKey, address: tuple[str, int]) -> Any:
         if message.rCode not in (RCODE_NOERROR, RCODE_NXDOMAIN):

@@ -105,6 +105,16 @@ class FirewallStats:
     reloads: int = 0
     failures: int = 0
     conntrack_failures: int = 0
+    # The last run: when it ended, how long nft took, what went wrong (None: nothing).
+    last_run: float | None = None
+    last_run_seconds: float = 0.0
+    last_error: str | None = None
+    # Every run's time together (with batches + reloads + failures: a mean).
+    run_seconds: float = 0.0
+
+    def ran(self, ended: float, took: float, error: str | None) -> None:
+        self.last_run, self.last_run_seconds, self.last_error = ended, took, error
+        self.run_seconds += took
 
 
 @attrs.frozen
@@ -171,6 +181,7 @@ class ApplyQueue(Generic[C]):
         self._pending: list[C] = []
         self._rebuild_due = True
         self._failures_in_a_row = 0
+        self._run_started = 0.0
         # Waiters for "my change is in the kernel": (changes queued when it
         # asked, its Deferred).  A waiter fires as soon as the run carrying
         # its change succeeds, not when the whole queue is empty, which under
@@ -255,6 +266,7 @@ class ApplyQueue(Generic[C]):
             self._applied_up_to(self._queued)
             return
         self._move(Event.RUN)
+        self._run_started = self._clock.seconds()
         if self._rebuild_due:
             what = "loading the table"
             d = self._work.read_kernel()
@@ -276,6 +288,8 @@ class ApplyQueue(Generic[C]):
         return Attempt(whole, changes, covers=self._queued)
 
     def _ran(self, result: ProcessResult, attempt: Attempt[C]) -> None:
+        ended = self._clock.seconds()
+        self._stats.ran(ended, ended - self._run_started, None if result.succeeded else result.message())
         if not result.succeeded:
             self._count_failure()
             log.error(

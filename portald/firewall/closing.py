@@ -32,13 +32,15 @@ def run_blocking(argv: Sequence[str], stdin: bytes) -> tuple[int, bytes]:
     return done.returncode, done.stderr
 
 
-def closed_ruleset(plan: ruleset.FirewallPlan, sessions: Iterable[Session], now: float) -> str:
-    """The whole table with C{sessions} signed in, and no one else."""
+def closed_ruleset(
+    plan: ruleset.FirewallPlan, sessions: Iterable[Session], now: float, allowed: Iterable[str] | None = None
+) -> str:
+    """The whole table with C{sessions} signed in and C{allowed} let in, and no one else."""
     clients = [
         ruleset.AuthorizedClient(session.mac, ruleset.parse_address(session.ip), session.remaining(now))
         for session in sessions
     ]
-    return ruleset.ruleset(plan, clients)
+    return ruleset.ruleset(plan, clients, allowed=allowed)
 
 
 class TableLoadFailed(Exception):
@@ -46,7 +48,12 @@ class TableLoadFailed(Exception):
 
 
 def close_if_open(
-    nft: str, plan: ruleset.FirewallPlan, sessions: Iterable[Session], now: float, run: BlockingRunner
+    nft: str,
+    plan: ruleset.FirewallPlan,
+    sessions: Iterable[Session],
+    now: float,
+    run: BlockingRunner,
+    allowed: Iterable[str] | None = None,
 ) -> bool:
     """
     Load the closed table unless portald's table is there already (it is
@@ -58,7 +65,7 @@ def close_if_open(
     status, _ = run([nft, "list", "table", "inet", plan.table], b"")
     if status == 0:
         return False
-    status, stderr = run([nft, "-f", "-"], closed_ruleset(plan, sessions, now).encode())
+    status, stderr = run([nft, "-f", "-"], closed_ruleset(plan, sessions, now, allowed).encode())
     if status != 0:
         raise TableLoadFailed(stderr.decode(errors="replace").strip() or f"nft exited {status}")
     return True

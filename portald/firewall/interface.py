@@ -59,5 +59,8 @@ class IFirewall(IAuthorizationObserver):
     def applied() -> Deferred[None]:
         """Fires once every change made to the table so far is in force."""
 
+    def health() -> dict[str, object]:
+        """What an operator asks of the backend: its last apply and its result, as JSON values."""
+
     def reload() -> Deferred[None]:
         """Replace the kernel's rules with freshly generated ones (the table wins)."""

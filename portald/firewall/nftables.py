@@ -108,7 +108,12 @@ class NftablesFirewall(Service):
         # restored from the store are in the table already.
         try:
             loaded = close_if_open(
-                self._nft, self.plan, self._table.sessions(), self._clock.seconds(), self._run_before_reactor
+                self._nft,
+                self.plan,
+                self._table.sessions(),
+                self._clock.seconds(),
+                self._run_before_reactor,
+                allowed=[device.mac for device in self._table.allowed()],
             )
         except TableLoadFailed as e:
             log.error(
@@ -186,6 +191,17 @@ class NftablesFirewall(Service):
 
     def _timeout(self, session: Session) -> float | None:
         return session.remaining(self._clock.seconds())
+
+    # --- IAllowListObserver ---
+
+    def allowed_changed(self, mac: str, allowed: bool) -> None:
+        if allowed:
+            self.queue.add(_Change(tuple(ruleset.allow(self.plan, mac))))
+            return
+        # Its open connections end with its pass, unless it is signed in.
+        signed_in = self._table.is_authorized(mac)
+        flush = () if signed_in else tuple(ip for ip, owner in self._leased.items() if owner == mac)
+        self.queue.add(_Change(tuple(ruleset.disallow(self.plan, mac)), flush))
 
     # --- devices that move ---
 
@@ -270,6 +286,18 @@ class NftablesFirewall(Service):
     def reload(self) -> Deferred[None]:
         return self.queue.rebuild()
 
+    def health(self) -> dict[str, object]:
+        stats = self.stats
+        return {
+            "backend": self.backend,
+            "table": self.plan.qualified_table,
+            "last_apply": stats.last_run,
+            "last_result": "never run" if stats.last_run is None else (stats.last_error or "ok"),
+            "batches": stats.batches,
+            "reloads": stats.reloads,
+            "failures": stats.failures,
+        }
+
     def applied(self) -> Deferred[None]:
         """Fires once every change made so far is in the kernel."""
         return self.queue.applied()
@@ -295,7 +323,8 @@ class NftablesFirewall(Service):
             for session, ip in self._counters.counted_for_load(sessions)
         ]
         learned = self._garden.remaining(now)
-        d = self._nft_apply(ruleset.ruleset(self.plan, clients, learned, self._leased))
+        allowed = [device.mac for device in self._table.allowed()]
+        d = self._nft_apply(ruleset.ruleset(self.plan, clients, learned, self._leased, allowed))
 
         def loaded(result: ProcessResult) -> ProcessResult:
             if result.succeeded:

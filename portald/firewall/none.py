@@ -50,3 +50,6 @@ class NoFirewall(Service):
 
     def reload(self) -> Deferred[None]:
         return succeed(None)
+
+    def health(self) -> dict[str, object]:
+        return {"backend": self.backend, "enforced": False}

@@ -152,10 +152,12 @@ def ruleset(
     authorized: Sequence[AuthorizedClient] = (),
     learned: Sequence[LearnedAddress] = (),
     leased: Mapping[str, str] | None = None,
+    allowed: Iterable[str] | None = None,
 ) -> str:
     """
     The whole table, replacing any older copy in one transaction.
-    C{leased} maps each leased IPv4 address to its MAC (see L{lease}).
+    C{leased} maps each leased IPv4 address to its MAC (see L{lease});
+    C{allowed} is the always-allowed list (default: the configured one).
     """
     leased = dict(sorted((leased or {}).items(), key=lambda item: ipaddress.ip_address(item[0])))
     table = plan.qualified_table
@@ -172,8 +174,8 @@ def ruleset(
         _set(
             "allowed_macs",
             "ether_addr",
-            "firewall.allowed_macs: pass without signing in",
-            plan.allowed_macs,
+            "firewall.allowed_macs and portald-ctl allow: pass without signing in",
+            plan.allowed_macs if allowed is None else sorted(set(allowed)),
         ),
         _set(
             "authorized",
@@ -428,6 +430,16 @@ def count_to(plan: FirewallPlan, ip: IPAddress, start: Counter | None = None) ->
 def forget_counter(plan: FirewallPlan, ip: IPAddress) -> list[str]:
     """Stop counting traffic to C{ip} (a client that moved to another address)."""
     return _remove(plan, _to_client_set(ip), str(ip))
+
+
+def allow(plan: FirewallPlan, mac: str) -> list[str]:
+    """Let C{mac} pass without signing in (staff put it on the list)."""
+    return _replace(plan, "allowed_macs", mac)
+
+
+def disallow(plan: FirewallPlan, mac: str) -> list[str]:
+    """C{mac} is off the always-allowed list."""
+    return _remove(plan, "allowed_macs", mac)
 
 
 def lease(plan: FirewallPlan, ip: str, mac: str) -> list[str]:

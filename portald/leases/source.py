@@ -193,6 +193,8 @@ class LeaseSource:
         # An attribute, not a lookup per read: tests put a failing parser here.
         self.parse: Parser = PARSERS[watched.format]
         self.state = SourceState()
+        # When the file was last read whole (for portald-ctl status).
+        self.last_read: float | None = None
         self._clock = clock
         self._on_change = on_change
         self._read_text = read_text
@@ -206,6 +208,17 @@ class LeaseSource:
     def leases(self) -> tuple[Lease, ...]:
         """The last good leases (expired ones included: the watcher drops those)."""
         return self.state.leases
+
+    def health(self) -> dict[str, object]:
+        """What an operator asks of this file: its state, its leases, its last read."""
+        state = self.state
+        return {
+            "path": str(self.watched.path),
+            "format": self.watched.format,
+            "state": "missing" if state.missing else state.status.value,
+            "leases": len(state.leases),
+            "last_read": self.last_read,
+        }
 
     def concerns(self, path: FilePath) -> bool:
         """Whether a change of C{path} may be a change of this file."""
@@ -246,6 +259,7 @@ class LeaseSource:
             log.warn("cannot read {path}: {error}", path=str(path), error=e.strerror)
             return False
         self.state = fresh = before.read(got.signature)
+        self.last_read = self._clock.seconds()
         try:
             result = self.parse(got.text, self._clock.seconds())
         except Exception:

@@ -124,6 +124,10 @@ class LeaseWatcher(Service):
         """The merged active leases, by IP, as last published."""
         return dict(self._published)
 
+    def health(self) -> list[dict[str, object]]:
+        """Each lease file's state and last read."""
+        return [source.health() for source in self._sources]
+
     # --- change detection ---
 
     def _watch_directories(self) -> None:

@@ -145,7 +145,7 @@ class Interception:
     def answer(self, client_ip: str, method: bytes, host_header: bytes, target: bytes) -> Response:
         """The answer to C{method target} with C{Host: host_header} from C{client_ip}."""
         mac = self._neighbours.mac_for(client_ip)
-        if self._table.is_authorized(mac):
+        if self._table.may_pass(mac):
             url = original_url(host_header, target)
             response = Response(
                 Answer.ONLINE,
