@@ -19,6 +19,9 @@ from twisted.python import usage
 
 from portald import __version__
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from portald.control.api import ControlAPI
+from portald.control.operations import Operations, Sources, store_health
+from portald.control.socket import ControlSocketError, ControlSocketService
 from portald.dns.service import DNSService
 from portald.filelimit import files_needed, raise_open_file_limit
 from portald.firewall.interface import IFirewall
@@ -166,7 +169,9 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     to_restore = store.restorable(reactor.seconds())
     # Always allowed: the file's list, then those staff let in (kept in the store).
     allowed = [AllowedDevice(mac, "config") for mac in config.firewall.allowed_macs]
-    allowed += [device for device in store.allowed_devices() if device.mac not in config.firewall.allowed_macs]
+    allowed += [
+        device for device in store.allowed_devices() if device.mac not in config.firewall.allowed_macs
+    ]
     table = AuthorizationTable(reactor, journal=store, allowed=allowed)
     neighbours = Neighbours()
     # Every input bound, DNS's and the web's, counts its refusals here.
@@ -213,6 +218,23 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         last_ending=store.last_ending,
         refusals=refusals,
     )
+    operations = Operations(
+        table,
+        neighbours,
+        reactor,
+        Sources(
+            leases=leases.leases,
+            usage=ledger.of,
+            health=(
+                ("firewall", firewall.health),
+                ("leases", leases.health),
+                ("upstreams", lambda: [upstream.as_dict() for upstream in dns.forwarder.health]),
+                ("store", store_health(store.path, lambda: store.longest_write)),
+            ),
+        ),
+        session_timeout=config.session_timeout(),
+    )
+    control = ControlSocketService(config.control, ControlAPI(operations), reactor)
     # Every observer of the table, in the order they hear of a change.
     for observer in (SessionLog(), activity, firewall, ledger):
         table.add_observer(observer)
@@ -226,7 +248,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         limits=limits,
         # Started in this order: the leases and the firewall (loaded once
         # the stored sessions are back) before the listeners.
-        services=[leases, firewall, limits, dns, WelcomeService(config, reactor), web],
+        services=[leases, firewall, limits, dns, WelcomeService(config, reactor), web, control],
     )
 
 
@@ -237,5 +259,5 @@ def makeService(options: Options) -> MultiService:
     raise_open_file_limit(files_needed(options.config))
     try:
         return build_service(options.config, reactor)
-    except StoreError as e:
+    except (StoreError, ControlSocketError) as e:
         raise SystemExit(f"portald: {e}") from None

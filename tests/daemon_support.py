@@ -58,6 +58,8 @@ def dev_config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
     for source in config["leases"]["sources"]:
         source["path"] = str(DEV_CONFIG.parent / source["path"])
     config["state"]["database"] = str(tmp_path / "sessions.sqlite3")
+    config["control"]["socket"] = str(tmp_path / "control.sock")
+    config["metrics"]["listen"] = f"127.0.0.1:{free_port()}"
     for name, values in sections.items():
         config.setdefault(name, {}).update(values)
     path = tmp_path / "portald.yaml"

@@ -764,7 +764,9 @@ def test_the_service_tree_wires_the_configured_backend(tmp_path) -> None:
     from portald.firewall.none import NoFirewall
     from portald.tap import build_service
 
-    text = FULL_YAML + f"state:\n  database: {tmp_path / 'sessions.sqlite3'}\n"
+    text = FULL_YAML + (
+        f"state:\n  database: {tmp_path / 'sessions.sqlite3'}\ncontrol:\n  socket: {tmp_path / 'control.sock'}\n"
+    )
     service = build_service(config(text), MemoryReactorClock())
     assert isinstance(service.firewall, NftablesFirewall)
     assert service.firewall.parent is service

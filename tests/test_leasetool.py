@@ -111,6 +111,7 @@ def test_console_scripts_run_the_tools(tmp_path: Path) -> None:
         "portald-leases": "portald.cli.leases:main",
         "portald-export": "portald.cli.export:main",
         "portald-firewall": "portald.cli.firewall:main",
+        "portald-ctl": "portald.cli.ctl:main",
     }
     path = tmp_path / "dnsmasq.leases"
     path.write_text(LINE.format(n=5))

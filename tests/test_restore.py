@@ -21,6 +21,7 @@ def write_config(tmp_path: Path) -> Path:
         "leases: {sources: [{format: dnsmasq, path: leases}]}\n"
         "sessions: {timeout: 1h}\n"
         "state: {database: state/sessions.sqlite3}\n"
+        "control: {socket: state/control.sock}\n"
     )
     return path
 

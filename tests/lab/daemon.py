@@ -51,6 +51,7 @@ def lab_config(
         "leases": {"sources": [{"format": "dnsmasq", "path": str(lease_file)}], "poll_interval": "1s"},
         "firewall": {"backend": "nftables", "table": f"{lab.prefix}_portald"},
         "state": {"database": str(lab.tmp / "portald" / "sessions.sqlite3")},
+        "control": {"socket": str(lab.tmp / "portald" / "control.sock")},
     }
     for section, values in settings.items():
         config.setdefault(section, {}).update(values)

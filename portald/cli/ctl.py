@@ -1,0 +1,324 @@
+"""
+``portald-ctl``: the staff's hand on a running portald, through its control
+socket.  Tables for people, ``--json`` for scripts.
+
+Exit status: 0 done, 1 refused (portald said why), 2 portald could not be
+reached (or the command line is wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import http.client
+import json
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from portald.cli import prog
+from portald.config import DEFAULT_CONFIG_PATH, ConfigError, duration_seconds, load_config
+
+DONE, REFUSED, UNREACHABLE = 0, 1, 2
+TIMEOUT = 10.0
+
+
+class Unreachable(Exception):
+    """portald could not be asked; the message says why and what to do."""
+
+
+class Refusal(Exception):
+    """portald answered that it did not do it; the message is its reason."""
+
+
+class _UNIXConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("portald", timeout=TIMEOUT)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(str(self._path))
+
+
+def _group_of(path: Path) -> str:
+    try:
+        return grp.getgrgid(path.stat().st_gid).gr_name
+    except (OSError, KeyError):
+        return "that owns it"
+
+
+def call(path: Path, method: str, target: str, body: dict[str, Any] | None = None) -> Any:
+    """One API call on the socket at C{path}: its JSON answer.
+
+    @raise Unreachable: no socket, no permission, nobody listening.
+    @raise Refusal: portald's answer was an error.
+    """
+    connection = _UNIXConnection(path)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        connection.request(method, target, payload, headers)
+        response = connection.getresponse()
+        data = response.read()
+    except FileNotFoundError:
+        raise Unreachable(
+            f"portald is not running, or control.socket is elsewhere: {path} does not exist"
+        ) from None
+    except PermissionError:
+        raise Unreachable(
+            f"permission denied on {path}: add yourself to the group '{_group_of(path)}'"
+        ) from None
+    except ConnectionRefusedError:
+        raise Unreachable(f"portald is not running: nothing answers on {path}") from None
+    except (OSError, http.client.HTTPException) as e:
+        raise Unreachable(f"cannot talk to portald on {path}: {e}") from None
+    finally:
+        connection.close()
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise Unreachable(f"{path} answered something that is not portald's API") from None
+    if response.status != 200:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        raise Refusal(error or f"portald answered {response.status}")
+    return answer
+
+
+# --- showing answers -------------------------------------------------------------
+
+
+def _ago(when: float | None, now: float) -> str:
+    return "never" if when is None else f"{_duration(max(0.0, now - when))} ago"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+def _bytes(count: int | None) -> str:
+    if count is None:
+        return "-"
+    size = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{count} B"
+
+
+def _table(headings: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headings, *rows, strict=False)]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (headings, *rows)
+    ]
+    return "\n".join(lines)
+
+
+def show_status(status: dict[str, Any], now: float) -> str:
+    methods = ", ".join(f"{method} {count}" for method, count in status["by_method"].items())
+    lines = [
+        f"portald {status['version']}, up {_duration(status['uptime_seconds'])}",
+        f"devices known {status['devices_known']}, signed in {status['signed_in']}"
+        + (f" ({methods})" if methods else "")
+        + f", always allowed {status['always_allowed']}",
+    ]
+    health = status["health"]
+    firewall = health.get("firewall")
+    if firewall is not None:
+        if firewall.get("backend") == "none":
+            lines.append("firewall  none: nothing enforced in the kernel (firewall.backend: none)")
+        else:
+            lines.append(
+                f"firewall  {firewall['backend']} {firewall['table']}: last apply {_ago(firewall['last_apply'], now)},"
+                f" {firewall['last_result']} (batches {firewall['batches']}, reloads {firewall['reloads']},"
+                f" failures {firewall['failures']})"
+            )
+    for source in health.get("leases", []):
+        lines.append(
+            f"leases    {source['path']} ({source['format']}): {source['state']}, {source['leases']} leases,"
+            f" read {_ago(source['last_read'], now)}"
+        )
+    upstreams = health.get("upstreams", [])
+    if not upstreams and "upstreams" in health:
+        lines.append("upstream  none configured: signed-in guests get SERVFAIL")
+    for upstream in upstreams:
+        lines.append(
+            f"upstream  {upstream['address']}: last answer {_ago(upstream['last_answer'], now)},"
+            f" {upstream['answers']} answers, {upstream['failures']} failures"
+        )
+    store = health.get("store")
+    if store is not None:
+        lines.append(
+            f"store     {store['path']}: {'writable' if store['writable'] else 'NOT WRITABLE'},"
+            f" slowest write {store['longest_write_ms']} ms"
+        )
+    return "\n".join(lines)
+
+
+def show_clients(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no device is signed in (--all: every device portald knows of)"
+    headings = ("MAC", "IP", "HOSTNAME", "METHOD", "LEFT", "IDLE", "UP", "DOWN", "QUOTA LEFT")
+    cells = [
+        (
+            row["mac"],
+            row["ip"] or "-",
+            row["hostname"] or "-",
+            row["method"] or "(captive)",
+            "no end"
+            if row["signed_in"] and row["seconds_remaining"] is None
+            else _duration(row["seconds_remaining"]),
+            _duration(row["idle_seconds"]),
+            _bytes(row["bytes_up"]),
+            _bytes(row["bytes_down"]),
+            _bytes(row["quota_remaining"]),
+        )
+        for row in rows
+    ]
+    return _table(headings, cells)
+
+
+def show_allowed(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no device is always allowed"
+    cells = [
+        (row["mac"], "configuration" if row["source"] == "config" else "staff", row["note"] or "")
+        for row in rows
+    ]
+    return _table(("MAC", "FROM", "NOTE"), cells)
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog("portald.cli.ctl"),
+        description="Ask a running portald, or tell it what to do, through its control socket.",
+        epilog="Exit status: 0 done, 1 refused (portald says why), 2 portald could not be reached.",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config", default=DEFAULT_CONFIG_PATH, help="portald's configuration (for control.socket)"
+    )
+    where.add_argument("--socket", type=Path, help="the control socket itself")
+    parser.add_argument("--json", action="store_true", help="the API's JSON answer, for scripts")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("status", help="version, uptime, counts and each part's health")
+    clients = commands.add_parser("clients", help="the signed-in devices")
+    clients.add_argument("--all", action="store_true", help="every device portald knows of")
+    auth = commands.add_parser("auth", help="sign a device in as staff")
+    auth.add_argument("device", metavar="MAC|IP")
+    auth.add_argument("--duration", help="how long, such as 30m, 2h or 1d (default: a session's length)")
+    auth.add_argument("--note", help="why, for the log and the clients list")
+    deauth = commands.add_parser("deauth", help="end a device's session (the portal says: ended by staff)")
+    deauth.add_argument("device", metavar="MAC|IP")
+    extend = commands.add_parser("extend", help="move the end of a device's session later")
+    extend.add_argument("device", metavar="MAC|IP")
+    extend.add_argument("duration", help="how much later, such as 30m or 2h")
+    allow = commands.add_parser("allow", help="let a device pass without signing in, until disallowed")
+    allow.add_argument("mac", metavar="MAC")
+    allow.add_argument("--note", help="whose device, for the list")
+    disallow = commands.add_parser("disallow", help="take a device off the always-allowed list")
+    disallow.add_argument("mac", metavar="MAC")
+    commands.add_parser("allowed", help="the always-allowed list")
+    return parser
+
+
+def _seconds(text: str | None) -> float | None:
+    if text is None:
+        return None
+    seconds = duration_seconds(text)
+    if seconds is None or seconds <= 0:
+        raise Refusal(f"{text!r} is not a duration: expected one such as 30m, 2h or 1d")
+    return seconds
+
+
+def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
+    command = args.command
+    if command == "status":
+        return "GET", "/v1/status", None
+    if command == "clients":
+        return "GET", "/v1/clients" + ("?all=1" if args.all else ""), None
+    if command == "allowed":
+        return "GET", "/v1/allowed", None
+    if command == "auth":
+        return (
+            "POST",
+            "/v1/auth",
+            {"device": args.device, "duration": _seconds(args.duration), "note": args.note},
+        )
+    if command == "deauth":
+        return "POST", "/v1/deauth", {"device": args.device}
+    if command == "extend":
+        return "POST", "/v1/extend", {"device": args.device, "duration": _seconds(args.duration)}
+    if command == "allow":
+        return "POST", "/v1/allow", {"mac": args.mac, "note": args.note}
+    return "POST", "/v1/disallow", {"mac": args.mac}
+
+
+def _shown(command: str, answer: Any, now: float) -> str:
+    if command == "status":
+        return show_status(answer, now)
+    if command == "clients":
+        return show_clients(answer)
+    if command == "allowed":
+        return show_allowed(answer)
+    if command == "auth":
+        return f"{answer['mac']} ({answer['ip']}) is signed in by staff for {_duration(answer['seconds_remaining'])}"
+    if command == "extend":
+        return f"{answer['mac']}'s session now ends in {_duration(answer['seconds_remaining'])}"
+    if command == "deauth":
+        return f"{answer['mac']} ({answer['ip']}): session {answer['ended']}"
+    if command == "allow":
+        return f"{answer['mac']} is always allowed"
+    return f"{answer['mac']} is no longer always allowed"
+
+
+def socket_path(args: argparse.Namespace) -> Path:
+    if args.socket is not None:
+        return args.socket
+    try:
+        return load_config(args.config).control.socket
+    except ConfigError as e:
+        raise Unreachable(f"cannot find the control socket: {e} (or give --socket PATH)") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    name = prog("portald.cli.ctl")
+    try:
+        method, target, body = _request(args)
+        answer = call(socket_path(args), method, target, body)
+    except Refusal as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return REFUSED
+    except Unreachable as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return UNREACHABLE
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        print(_shown(args.command, answer, time.time()))
+    return DONE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
