@@ -28,6 +28,10 @@ from portald.firewall.interface import IFirewall
 from portald.leases.notifier import make_notifier
 from portald.leases.watcher import LeaseWatcher, watched_files
 from portald.limits import ActivityTracker, SessionLimits, UsageLedger
+from portald.metrics.collector import Figures, PortaldCollector, new_registry
+from portald.metrics.endings import SessionEndCounts
+from portald.metrics.lag import ReactorLag
+from portald.metrics.service import MetricsService
 from portald.neighbours import Neighbours
 from portald.refusals import Refusals
 from portald.store import SessionStore, StoreError
@@ -198,6 +202,8 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         neighbour_fallback=config.leases.neighbour_fallback,
         on_update=lambda leases: leases_updated(firewall, neighbours),
     )
+    # The metrics registry first: the forwarder observes into its histogram.
+    registry, upstream_seconds = new_registry() if config.metrics.listen is not None else (None, None)
     dns = DNSService(
         config,
         reactor,
@@ -207,6 +213,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         on_walled_garden_answer=firewall.on_walled_garden_answer,
         on_activity=activity.saw if counted_by_portald else None,
         refusals=refusals,
+        on_upstream_answer=upstream_seconds.observe if upstream_seconds is not None else None,
     )
     web = web_service(
         config,
@@ -218,6 +225,8 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         last_ending=store.last_ending,
         refusals=refusals,
     )
+    lag = ReactorLag(reactor)
+    endings = SessionEndCounts()
     operations = Operations(
         table,
         neighbours,
@@ -230,13 +239,39 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
                 ("leases", leases.health),
                 ("upstreams", lambda: [upstream.as_dict() for upstream in dns.forwarder.health]),
                 ("store", store_health(store.path, lambda: store.longest_write)),
+                ("reactor", lambda: {"lag_seconds": round(lag.last, 4), "stalls": lag.stalls}),
             ),
         ),
         session_timeout=config.session_timeout(),
     )
     control = ControlSocketService(config.control, ControlAPI(operations), reactor)
+    services: list[IService] = [
+        leases,
+        firewall,
+        limits,
+        lag,
+        dns,
+        WelcomeService(config, reactor),
+        web,
+        control,
+    ]
+    if registry is not None and config.metrics.listen is not None:
+        portal = web.web.portal
+        figures = Figures(
+            table=table,
+            dns=dns.factory,
+            intercepts=web.web.interception.counts,
+            logins=lambda: portal.logins + operations.logins,
+            endings=endings,
+            firewall=getattr(firewall, "stats", None),
+            leases=leases.health,
+            refusals=refusals,
+            lag=lag,
+        )
+        registry.register(PortaldCollector(figures))
+        services.append(MetricsService(config.metrics.listen, registry, reactor))
     # Every observer of the table, in the order they hear of a change.
-    for observer in (SessionLog(), activity, firewall, ledger):
+    for observer in (SessionLog(), activity, firewall, ledger, endings):
         table.add_observer(observer)
     return PortalService(
         table=table,
@@ -248,7 +283,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         limits=limits,
         # Started in this order: the leases and the firewall (loaded once
         # the stored sessions are back) before the listeners.
-        services=[leases, firewall, limits, dns, WelcomeService(config, reactor), web, control],
+        services=services,
     )
 
 

@@ -67,6 +67,8 @@ class Operations:
         self._sources = sources
         self._session_timeout = session_timeout
         self._started = clock.seconds()
+        # Staff's sign-ins, counted as the portal counts guests' (method, result).
+        self.logins: Counter[tuple[str, str]] = Counter()
 
     # --- finding the device ---
 
@@ -183,7 +185,9 @@ class Operations:
         try:
             session = self._table.authorize(mac, ip=ip, method=STAFF, duration=seconds, note=_note(note))
         except JournalRefused as e:
+            self.logins[(STAFF, "not_recorded")] += 1
             raise Refused(f"the session database did not record it: {e}", status=503) from None
+        self.logins[(STAFF, "ok")] += 1
         return self._row(session.mac, None, self._clock.seconds()) | {"note": session.note}
 
     def deauthorize(self, text: str) -> dict[str, object]:

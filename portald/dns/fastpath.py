@@ -44,6 +44,9 @@ class FastPath:
         self._cache = cache
         self._clock = clock
         self._parsed: BoundedMemo[bytes, SimpleQuery] = BoundedMemo(PARSED_MEMO_SIZE)
+        # What this path answered (plain ints: the cheapest count there is).
+        self.redirected = 0
+        self.cached = 0
         self._redirect = {
             TYPE_A: address_record(TYPE_A, local.ttl, socket.inet_pton(socket.AF_INET, local.address))
         }
@@ -91,6 +94,10 @@ class FastPath:
         # Too big for this client: the full path sets TC.
         if len(reply) + 2 > udp_limit(query.edns_size):
             return None
+        if verdict is Verdict.REDIRECT:
+            self.redirected += 1
+        else:
+            self.cached += 1
         if verdict is Verdict.FORWARD and self._policy.on_activity is not None:
             self._policy.saw(client, len(data), len(reply) + 2)
         return data[:2] + reply

@@ -13,6 +13,7 @@ here.  Both give the same answers (tests/test_dns_properties.py).
 from __future__ import annotations
 
 import errno
+from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -121,6 +122,7 @@ class PortalDatagramProtocol(DatagramProtocol):
             return
         except Malformed as malformed:
             if self.factory.policy.client(addr[0]) is not None:
+                self.factory.answers["formerr"] += 1
                 self.transport.write(malformed.formerr(), addr)
             return
         self.factory.queryReceived(request, self, addr)
@@ -264,6 +266,8 @@ class PortalDNSFactory(ServerFactory):
         self._clock = clock
         self._on_walled_garden_answer = on_walled_garden_answer
         self.fast_path = FastPath(self.policy, self.local, forwarder.cache, clock)
+        # What the full path answered, by kind (the fast path counts its own).
+        self.answers: Counter[str] = Counter()
         self.limits = TCPLimits.from_config(config)
         self.connections = ConnectionCounts(
             ("dns.max_tcp_connections", self.limits.max_tcp_connections),
@@ -289,27 +293,34 @@ class PortalDNSFactory(ServerFactory):
         """
         source = address[0] if address is not None else protocol.transport.getPeer().host
         client = self.policy.client(source)
+        answers = self.answers
         if client is None:
             # Outside the LAN, whatever it asks: never an open resolver.
+            answers["refused"] += 1
             self._reply(protocol, address, request, RCODE_REFUSED)
             return
         message = request.message
         if message.opCode != dns.OP_QUERY:
+            answers["notimp"] += 1
             self._reply(protocol, address, request, RCODE_NOTIMP)
             return
         options = request.options
         if len(message.queries) != 1 or len(options) > 1 or any(o.name.name for o in options):
+            answers["formerr"] += 1
             self._reply(protocol, address, request, RCODE_FORMERR)
             return
         if options and (options[0].ttl >> 16) & 0xFF != 0:
+            answers["badvers"] += 1
             self._reply(protocol, address, request, RCODE_NOERROR, extended_rcode=BADVERS_EXTENDED)
             return
         query = message.queries[0]
         name = query.name.name.lower()
         verdict = self.policy.classify(client, name)
         if verdict is Verdict.CANARY:
+            answers["canary"] += 1
             self._reply(protocol, address, request, RCODE_NXDOMAIN, authoritative=True)
         elif verdict is Verdict.PORTAL or verdict is Verdict.REDIRECT:
+            answers["portal" if verdict is Verdict.PORTAL else "redirect"] += 1
             records = self.local.records(query)
             self._reply(protocol, address, request, RCODE_NOERROR, records, authoritative=True)
         else:
@@ -346,6 +357,7 @@ class PortalDNSFactory(ServerFactory):
         for record in (*answers, *authority, *additional):
             if record.name.name != asked and record.name.name.lower() == asked.lower():
                 record.name = dns.Name(asked)
+        self.answers["forwarded"] += 1
         sent = self._reply(protocol, address, request, entry.rcode, answers, authority, additional)
         if signed_in is not None:
             self.policy.saw(signed_in, request.size, sent)
@@ -353,6 +365,7 @@ class PortalDNSFactory(ServerFactory):
     def _forward_failed(
         self, failure: Failure, protocol: IReplyWriter, address: Any, request: Request
     ) -> None:
+        self.answers["servfail"] += 1
         self._reply(protocol, address, request, RCODE_SERVFAIL)
 
     def _reply(

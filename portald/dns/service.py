@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.application.internet import TCPServer, UDPServer
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
@@ -59,6 +61,8 @@ class DNSService(MultiService):
         sign-in.  Called synchronously from the reactor; an exception in it
         is logged and does not affect the answer.
     @param refusals: where what DNS refuses is counted and logged.
+    @param on_upstream_answer: if given, told the seconds each upstream
+        answer took (the metrics' histogram).
     @param on_activity: if given, called as C{on_activity(mac, received,
         sent)} for each answered query of a signed-in client (bytes of the
         query and of the answer): portald's own view of traffic, for idle
@@ -76,6 +80,7 @@ class DNSService(MultiService):
         on_walled_garden_answer: WalledGardenCallback | None = None,
         on_activity: ActivityCallback | None = None,
         refusals: Refusals | None = None,
+        on_upstream_answer: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__()
         # What DNS refused (too many TCP connections, ...): portald's one
@@ -84,7 +89,12 @@ class DNSService(MultiService):
         self.cache = AnswerCache(config.dns.cache_size, config.dns.max_cache_ttl)
         spell = CaseRandomiser().spell if config.dns.randomise_case else as_asked
         self.forwarder = Forwarder(
-            reactor, config.dns.upstream, config.dns.upstream_timeout, self.cache, spell
+            reactor,
+            config.dns.upstream,
+            config.dns.upstream_timeout,
+            self.cache,
+            spell,
+            on_upstream_answer=on_upstream_answer,
         )
         self.factory = PortalDNSFactory(
             config,

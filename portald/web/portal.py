@@ -6,6 +6,7 @@ web (the firewall, the limits, the store), each optional.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import attrs
@@ -62,3 +63,8 @@ class Portal:
     refusals: Refusals = attrs.field(
         default=attrs.Factory(lambda self: Refusals(self.clock), takes_self=True)
     )
+    # Sign-in attempts by (method, result): ok, refused, incomplete, limited, not_recorded, error.
+    logins: Counter[tuple[str, str]] = attrs.field(factory=Counter)
+
+    def count_login(self, result: str) -> None:
+        self.logins[(self.authenticator.name, result)] += 1

@@ -120,6 +120,7 @@ class Login(FormTarget):
             if wait > 0:
                 portal.refusals.refuse("auth.max_attempts_total", ip, mac)
         if wait > 0:
+            portal.count_login("limited")
             request.setHeader(b"Retry-After", str(int(wait) + 1).encode())
             message = f"Too many attempts. Please wait {int(wait) + 1} seconds and try again."
             return landing_page(portal, request, ip, next_token, message, 429)
@@ -148,6 +149,7 @@ class Login(FormTarget):
     ) -> None:
         portal = self.portal
         if not result.ok:
+            portal.count_login("refused" if result.counts else "incomplete")
             if result.counts:
                 self._limiter.record_failure(mac)
             elif portal.authenticator.guessable:
@@ -171,6 +173,7 @@ class Login(FormTarget):
             )
         except JournalRefused as e:
             # Not on disk, so not granted: a login must survive a restart.
+            portal.count_login("not_recorded")
             log.error("could not sign in {mac} ({ip}): {why}", mac=mac, ip=ip, why=str(e))
             if not finished:
                 portal.replies.not_recorded(
@@ -180,6 +183,7 @@ class Login(FormTarget):
                     ("/", "Try again"),
                 )
             return
+        portal.count_login("ok")
         if finished:
             return
         enforced = portal.hooks.enforced
@@ -209,6 +213,7 @@ class Login(FormTarget):
             request.finish()
 
     def _failed(self, failure: Failure, request: Request, finished: list[bool]) -> None:
+        self.portal.count_login("error")
         log.failure("sign-in failed", failure)
         if not finished:
             self.portal.replies.message(request, "Something went wrong", [TRY_AGAIN], ("/", "Back"), 500)
