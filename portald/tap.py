@@ -28,6 +28,7 @@ from portald.firewall.interface import IFirewall
 from portald.leases.notifier import make_notifier
 from portald.leases.watcher import LeaseWatcher, watched_files
 from portald.limits import ActivityTracker, SessionLimits, UsageLedger
+from portald.logs import send_json_where_twistd_writes
 from portald.metrics.collector import Figures, PortaldCollector, new_registry
 from portald.metrics.endings import SessionEndCounts
 from portald.metrics.lag import ReactorLag
@@ -76,6 +77,13 @@ class Options(usage.Options):
         if self["check"]:
             print(f"{self['config']}: configuration OK")
             sys.exit(0)
+        # twistd starts its logger after this, from its own options: JSON
+        # lines go where its text would have, unless --logger says otherwise.
+        server = getattr(self, "parent", None)
+        if self.config.log.format == "json" and server is not None and not server.get("logger"):
+            server["logger"] = send_json_where_twistd_writes(
+                server.get("logfile"), bool(server.get("nodaemon"))
+            )
 
 
 class PortalService(MultiService):
