@@ -19,7 +19,7 @@ from twisted.python import usage
 
 from portald import __version__
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from portald.control.api import ControlAPI
+from portald.control.api import ControlAPI, Enforcement
 from portald.control.operations import Operations, Sources, store_health
 from portald.control.socket import ControlSocketError, ControlSocketService
 from portald.dns.service import DNSService
@@ -252,7 +252,9 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         ),
         session_timeout=config.session_timeout(),
     )
-    control = ControlSocketService(config.control, ControlAPI(operations), reactor)
+    # Staff's commands are answered once the firewall has them, as sign-ins are.
+    api = ControlAPI(operations, Enforcement(firewall.applied, reactor))
+    control = ControlSocketService(config.control, api, reactor)
     services: list[IService] = [
         leases,
         firewall,

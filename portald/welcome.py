@@ -2,28 +2,47 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
-from portald.config import Config
+from portald.config import DEFAULT_CONFIG_PATH, Config
 
 log = Logger()
 
 
-def what_to_try(config: Config) -> list[str]:
+def ctl_command() -> str:
+    """How to run portald-ctl from here: beside the running twistd (the venv's), or on the PATH."""
+    beside = Path(sys.argv[0]).parent / "portald-ctl"
+    return str(beside) if beside.exists() else "portald-ctl"
+
+
+def what_to_try(config: Config, ctl: str = "portald-ctl") -> list[str]:
     """Commands a person can paste to see this portal work."""
     dns = config.dns_listen[0]
     http = config.http_listen
     port = config.http.port
     host = f"[{http}]" if http.version == 6 else str(http)
-    return [
-        f"DNS:   dig @{dns} -p {config.dns.port} anything.example A   (unauthorized: the portal's address)",
-        f"DNS:   dig @{dns} -p {config.dns.port} use-application-dns.net   (NXDOMAIN)",
-        f"HTTP:  curl -i -H 'Host: example.com' http://{host}:{port}/   (511 Network Authentication Required)",
-        f"Probe: curl -i -H 'Host: connectivitycheck.gstatic.com' http://{host}:{port}/generate_204   (302 to the portal)",
-        f"Portal: http://{host}:{port}/ with 'Host: {config.portal.hostname}', or open it in a browser",
-    ]
+    return (
+        [
+            f"DNS:   dig @{dns} -p {config.dns.port} anything.example A   (unauthorized: the portal's address)",
+            f"DNS:   dig @{dns} -p {config.dns.port} use-application-dns.net   (NXDOMAIN)",
+            f"HTTP:  curl -i -H 'Host: example.com' http://{host}:{port}/   (511 Network Authentication Required)",
+            f"Probe: curl -i -H 'Host: connectivitycheck.gstatic.com' http://{host}:{port}/generate_204   (302 to the portal)",
+            f"Staff: {ctl} --config {config.source or DEFAULT_CONFIG_PATH} clients   (who is signed in; also status, auth, deauth)",
+        ]
+        + (
+            [f"Metrics: curl http://{config.metrics.listen}/metrics"]
+            if config.metrics.listen is not None
+            else []
+        )
+        + [
+            f"Portal: http://{host}:{port}/ with 'Host: {config.portal.hostname}', or open it in a browser",
+        ]
+    )
 
 
 class WelcomeService(Service):
@@ -54,5 +73,5 @@ class WelcomeService(Service):
                 "dns.upstream is empty: signed-in guests' DNS queries will get SERVFAIL; "
                 "list your resolvers there"
             )
-        for line in what_to_try(config):
+        for line in what_to_try(config, ctl_command()):
             log.info("try {line}", line=line)

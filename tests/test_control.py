@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 from twisted.internet.address import UNIXAddress
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.server import Site
 
-from portald.control.api import ControlAPI
+from portald.control.api import ENFORCED_WAIT, ControlAPI, Enforcement
 from portald.control.operations import Operations, Sources, store_health
 from portald.leases.model import Lease
 from portald.limits import Usage
@@ -235,3 +236,51 @@ def test_status_counts_and_health(h: Harness) -> None:
     assert answer["by_method"] == {"click-through": 1, "staff": 1}
     assert answer["always_allowed"] == 1
     assert answer["health"]["store"]["writable"] is True
+
+
+def test_a_command_is_answered_once_the_firewall_has_it(h: Harness) -> None:
+    waiting: list[Deferred[None]] = []
+
+    def applied() -> Deferred[None]:
+        waiting.append(Deferred())
+        return waiting[-1]
+
+    site = Site(ControlAPI(h.operations, Enforcement(applied, h.clock)))
+    protocol = site.buildProtocol(UNIXAddress(None))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    body = json.dumps({"device": IP}).encode()
+    protocol.dataReceived(
+        b"POST /v1/auth HTTP/1.1\r\nHost: portald\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    # Signed in (the table has it), not yet answered: the kernel has not.
+    assert h.table.is_authorized(MAC) and transport.value() == b""
+    waiting[0].callback(None)
+    (reply,) = parse_replies(transport.value())
+    assert reply.status == 200 and json.loads(reply.body)["method"] == "staff"
+
+
+def test_a_slow_firewall_delays_the_answer_by_at_most_the_wait(h: Harness) -> None:
+    site = Site(ControlAPI(h.operations, Enforcement(Deferred, h.clock)))
+    protocol = site.buildProtocol(UNIXAddress(None))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    body = json.dumps({"device": IP}).encode()
+    protocol.dataReceived(
+        b"POST /v1/deauth HTTP/1.1\r\nHost: portald\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    # Refusals do not wait.
+    (reply,) = parse_replies(transport.value())
+    assert reply.status == 404
+    transport.clear()
+    protocol.dataReceived(b"GET /v1/status HTTP/1.1\r\nHost: portald\r\n\r\n")
+    assert parse_replies(transport.value())[0].status == 200
+    transport.clear()
+    protocol.dataReceived(
+        b"POST /v1/allow HTTP/1.1\r\nHost: portald\r\nContent-Length: 28\r\n\r\n"
+        + json.dumps({"mac": OTHER_MAC}).encode()
+    )
+    assert transport.value() == b""
+    h.clock.advance(ENFORCED_WAIT)
+    (reply,) = parse_replies(transport.value())
+    assert reply.status == 200 and h.table.may_pass(OTHER_MAC)

@@ -844,3 +844,25 @@ def test_a_refused_closed_table_is_logged_and_the_start_goes_on() -> None:
         h.firewall.privilegedStartService()
     assert any("Could not process rule" in str(e.get("message", "")) for e in events), events
     h.start().finish(0)  # the queue's first load still comes
+
+
+def test_staff_allow_and_disallow_change_the_allowed_set_and_disallow_flushes() -> None:
+    h = Harness()
+    h.started()
+    h.firewall.leases_changed({"192.0.2.10": MAC1})
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    h.table.allow(MAC1)
+    h.clock.advance(0)
+    allow = h.only_nft()
+    assert "add element inet portald allowed_macs { 02:00:00:00:00:01 }" in allow.text
+    allow.finish(0)
+    # Letting a device in cuts nothing.
+    assert h.conntrack_running() == []
+    h.table.disallow(MAC1)
+    h.clock.advance(0)
+    disallow = h.only_nft()
+    assert disallow.text.rstrip().endswith("delete element inet portald allowed_macs { 02:00:00:00:00:01 }")
+    disallow.finish(0)
+    # Its open connections end with its pass.
+    assert [(i.executable, i.args) for i in h.conntrack_running()] == [(CONNTRACK, ("-D", "-s", "192.0.2.10"))]

@@ -10,7 +10,9 @@ control socket.
     POST /v1/disallow {"mac"}
 
 Durations are seconds.  A refusal is its HTTP status with
-C{{"error": "..."}}; nothing was changed.
+C{{"error": "..."}}; nothing was changed.  A command is answered once the
+firewall has it in force (as a guest's sign-in is), or after
+L{ENFORCED_WAIT} seconds at most.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from portald.control.operations import Operations, Refused
 
@@ -29,6 +34,8 @@ log = Logger()
 
 # A command is a few short fields.
 MAX_BODY = 16 * 1024
+# How long a command's answer waits for the firewall at most.
+ENFORCED_WAIT = 5.0
 
 Handler = Callable[[dict[str, Any]], object]
 
@@ -68,27 +75,57 @@ def _field(body: dict[str, Any], name: str, kind: type, *, required: bool = True
     return value
 
 
+@attrs.frozen
+class Enforcement:
+    """How a command waits for the firewall: its C{applied}, on C{clock}."""
+
+    applied: Callable[[], Deferred[None]]
+    clock: IReactorTime
+
+
 class _Call(Resource):
-    """One API call: a GET question or a POST command."""
+    """One API call: a GET question, or a POST command answered once it is in force."""
 
     isLeaf = True
 
-    def __init__(self, method: bytes, handler: Callable[[Request], object]) -> None:
+    def __init__(
+        self, method: bytes, handler: Callable[[Request], object], enforcement: Enforcement | None = None
+    ) -> None:
         super().__init__()
         self._method = method
         self._handler = handler
+        self._enforcement = enforcement
 
-    def render(self, request: Request) -> bytes:
+    def render(self, request: Request) -> bytes | int:
         if request.method != self._method:
             request.setHeader(b"Allow", self._method)
             return _json(request, 405, {"error": f"use {self._method.decode()}"})
         try:
-            return _json(request, 200, self._handler(request))
+            answer = self._handler(request)
         except Refused as e:
             return _json(request, e.status, {"error": e.message})
         except Exception:
             log.failure("control API {path} failed", path=request.path.decode("ascii", "replace"))
             return _json(request, 500, {"error": "portald failed to do this; its log says why"})
+        if self._enforcement is None:
+            return _json(request, 200, answer)
+        waiting = self._enforcement.applied()
+        waiting.addTimeout(ENFORCED_WAIT, self._enforcement.clock)
+        waiting.addErrback(
+            lambda failure: log.warn(
+                "answering a staff command before the firewall confirmed it: {why}", why=failure.value
+            )
+        )
+        finished: list[object] = []
+        request.notifyFinish().addBoth(finished.append)
+
+        def answered(_: object) -> None:
+            if not finished:
+                request.write(_json(request, 200, answer))
+                request.finish()
+
+        waiting.addCallback(answered)
+        return NOT_DONE_YET
 
 
 class _Branch(Resource):
@@ -101,14 +138,15 @@ class _Branch(Resource):
 class ControlAPI(_Branch):
     """The root of the control socket's web site."""
 
-    def __init__(self, operations: Operations) -> None:
+    def __init__(self, operations: Operations, enforcement: Enforcement | None = None) -> None:
         super().__init__()
         ops = operations
         version = _Branch()
         self.putChild(b"v1", version)
 
-        def command(handler: Handler) -> Callable[[Request], object]:
-            return lambda request: handler(_body(request))
+        def command(handler: Handler) -> _Call:
+            # A change: answered once the firewall has it.
+            return _Call(b"POST", lambda request: handler(_body(request)), enforcement)
 
         calls: dict[bytes, _Call] = {
             b"status": _Call(b"GET", lambda request: ops.status()),
@@ -116,32 +154,21 @@ class ControlAPI(_Branch):
                 b"GET", lambda request: ops.clients(every_device=request.args.get(b"all", [b"0"])[0] == b"1")
             ),
             b"allowed": _Call(b"GET", lambda request: ops.allowed()),
-            b"auth": _Call(
-                b"POST",
-                command(
-                    lambda body: ops.authorize(
-                        _field(body, "device", str),
-                        _field(body, "duration", float, required=False),
-                        _field(body, "note", str, required=False),
-                    )
-                ),
+            b"auth": command(
+                lambda body: ops.authorize(
+                    _field(body, "device", str),
+                    _field(body, "duration", float, required=False),
+                    _field(body, "note", str, required=False),
+                )
             ),
-            b"deauth": _Call(b"POST", command(lambda body: ops.deauthorize(_field(body, "device", str)))),
-            b"extend": _Call(
-                b"POST",
-                command(
-                    lambda body: ops.extend(_field(body, "device", str), _field(body, "duration", float))
-                ),
+            b"deauth": command(lambda body: ops.deauthorize(_field(body, "device", str))),
+            b"extend": command(
+                lambda body: ops.extend(_field(body, "device", str), _field(body, "duration", float))
             ),
-            b"allow": _Call(
-                b"POST",
-                command(
-                    lambda body: ops.allow(
-                        _field(body, "mac", str), _field(body, "note", str, required=False)
-                    )
-                ),
+            b"allow": command(
+                lambda body: ops.allow(_field(body, "mac", str), _field(body, "note", str, required=False))
             ),
-            b"disallow": _Call(b"POST", command(lambda body: ops.disallow(_field(body, "mac", str)))),
+            b"disallow": command(lambda body: ops.disallow(_field(body, "mac", str))),
         }
         for name, call in calls.items():
             version.putChild(name, call)

@@ -37,7 +37,7 @@ from portald.firewall.interface import IFirewall
 from portald.firewall.kernelstate import KernelState, UnreadableState, parse_kernel_state
 from portald.firewall.process import IProcessRunner, ProcessResult
 from portald.limits import Counters, CountersUnavailable, ITrafficSource
-from portald.table import AuthorizationTable, EndReason, Session
+from portald.table import AuthorizationTable, EndReason, IAllowListObserver, Session
 
 log = Logger()
 
@@ -56,7 +56,7 @@ def _batch_text(changes: Iterable[_Change]) -> str:
     return "".join(line + "\n" for change in changes for line in change.lines)
 
 
-@implementer(IFirewall, ITrafficSource, IQueueWork)
+@implementer(IFirewall, IAllowListObserver, ITrafficSource, IQueueWork)
 class NftablesFirewall(Service):
     name = "firewall"
     backend = "nftables"
