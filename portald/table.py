@@ -326,6 +326,17 @@ class AuthorizationTable:
         self._notify_allowed(mac, False)
         return device
 
+    def set_configured_allowed(self, macs: Iterable[str]) -> None:
+        """The file's always-allowed list changed (a reload): staff's entries stay."""
+        wanted = set(macs)
+        for mac, device in list(self._allowed.items()):
+            if device.source == "config" and mac not in wanted:
+                del self._allowed[mac]
+                self._notify_allowed(mac, False)
+        for mac in sorted(wanted - set(self._allowed)):
+            self._allowed[mac] = AllowedDevice(mac, "config")
+            self._notify_allowed(mac, True)
+
     def _notify_allowed(self, mac: str, allowed: bool) -> None:
         for observer in list(self._observers):
             if IAllowListObserver.providedBy(observer):

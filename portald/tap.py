@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from portald import __version__
+from portald.auth.methods import authenticator_for
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from portald.control.api import ControlAPI, Enforcement
 from portald.control.operations import Operations, Sources, store_health
@@ -35,9 +36,10 @@ from portald.metrics.lag import ReactorLag
 from portald.metrics.service import MetricsService
 from portald.neighbours import Neighbours
 from portald.refusals import Refusals
+from portald.reload import Applier, Reloader, ReloadOnHangup
 from portald.store import SessionStore, StoreError
 from portald.table import AllowedDevice, AuthorizationTable, Session, SessionLog
-from portald.web.service import web_service
+from portald.web.service import HTTPService, web_service
 from portald.welcome import WelcomeService
 
 log = Logger()
@@ -163,6 +165,27 @@ def leases_updated(firewall: IFirewall, neighbours: Neighbours) -> None:
     firewall.leases_changed(neighbours.snapshot())
 
 
+def reload_appliers(
+    table: AuthorizationTable, firewall: IFirewall, dns: DNSService, web: HTTPService, operations: Operations
+) -> list[Applier]:
+    """Who takes what of a reloaded configuration (only the reload's live keys differ)."""
+
+    def dns_settings(config: Config) -> None:
+        dns.factory.policy.set_walled_garden(config.dns.walled_garden)
+        dns.forwarder.set_upstreams(config.dns.upstream, config.dns.upstream_timeout)
+
+    def staff_defaults(config: Config) -> None:
+        operations.session_timeout = config.session_timeout()
+
+    return [
+        lambda config: table.set_configured_allowed(config.firewall.allowed_macs),
+        firewall.reconfigure,
+        dns_settings,
+        lambda config: web.web.portal.reconfigure(config, authenticator_for(config)),
+        staff_defaults,
+    ]
+
+
 def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     """
     Compose every part of portald from one validated L{Config}: each part
@@ -265,6 +288,12 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         web,
         control,
     ]
+    if config.source is not None:
+        reloader = Reloader(
+            config.source.absolute(), config, reload_appliers(table, firewall, dns, web, operations)
+        )
+        api.reloader = reloader
+        services.append(ReloadOnHangup(reloader, reactor))
     if registry is not None and config.metrics.listen is not None:
         portal = web.web.portal
         figures = Figures(

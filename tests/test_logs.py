@@ -32,4 +32,6 @@ def test_json_lines_carry_each_events_fields(tmp_path: Path) -> None:
     assert [(e["mac"], e["method"]) for e in signed_in] == [("02:00:00:00:00:01", "staff")]
     assert all("log_time" in e and "log_level" in e for e in events)
     intercepted = [e for e in events if e.get("log_namespace") == "portald.web.intercept"]
-    assert [(e["ip"], e["answer"]) for e in intercepted] == [("127.0.0.1", "511 Network Authentication Required")]
+    assert [(e["ip"], e["answer"]) for e in intercepted] == [
+        ("127.0.0.1", "511 Network Authentication Required")
+    ]

@@ -239,6 +239,7 @@ def _parser() -> argparse.ArgumentParser:
     disallow = commands.add_parser("disallow", help="take a device off the always-allowed list")
     disallow.add_argument("mac", metavar="MAC")
     commands.add_parser("allowed", help="the always-allowed list")
+    commands.add_parser("reload", help="read the configuration file again (as SIGHUP)")
     return parser
 
 
@@ -259,6 +260,8 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]
         return "GET", "/v1/clients" + ("?all=1" if args.all else ""), None
     if command == "allowed":
         return "GET", "/v1/allowed", None
+    if command == "reload":
+        return "POST", "/v1/reload", {}
     if command == "auth":
         return (
             "POST",
@@ -289,6 +292,9 @@ def _shown(command: str, answer: Any, now: float) -> str:
         return f"{answer['mac']} ({answer['ip']}): session {answer['ended']}"
     if command == "allow":
         return f"{answer['mac']} is always allowed"
+    if command == "reload":
+        changed = answer["changed"]
+        return "reloaded: " + (", ".join(changed) if changed else "nothing had changed")
     return f"{answer['mac']} is no longer always allowed"
 
 

@@ -8,6 +8,7 @@ control socket.
     POST /v1/extend   {"device", "duration"}
     POST /v1/allow    {"mac", "note"?}
     POST /v1/disallow {"mac"}
+    POST /v1/reload   {}           (as SIGHUP)
 
 Durations are seconds.  A refusal is its HTTP status with
 C{{"error": "..."}}; nothing was changed.  A command is answered once the
@@ -29,6 +30,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from portald.control.operations import Operations, Refused
+from portald.reload import Reloader, ReloadRefused
 
 log = Logger()
 
@@ -141,6 +143,8 @@ class ControlAPI(_Branch):
     def __init__(self, operations: Operations, enforcement: Enforcement | None = None) -> None:
         super().__init__()
         ops = operations
+        # The configuration's reloader, once there is one (a daemon started from a file).
+        self.reloader: Reloader | None = None
         version = _Branch()
         self.putChild(b"v1", version)
 
@@ -169,9 +173,18 @@ class ControlAPI(_Branch):
                 lambda body: ops.allow(_field(body, "mac", str), _field(body, "note", str, required=False))
             ),
             b"disallow": command(lambda body: ops.disallow(_field(body, "mac", str))),
+            b"reload": command(lambda body: self._reload()),
         }
         for name, call in calls.items():
             version.putChild(name, call)
+
+    def _reload(self) -> dict[str, object]:
+        if self.reloader is None:
+            raise Refused("this portald was not started from a file: nothing to reload")
+        try:
+            return {"changed": self.reloader.reload()}
+        except ReloadRefused as e:
+            raise Refused(str(e)) from None
 
 
 class _NotFound(Resource):

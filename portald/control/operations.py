@@ -65,7 +65,8 @@ class Operations:
         self._neighbours = neighbours
         self._clock = clock
         self._sources = sources
-        self._session_timeout = session_timeout
+        # The default length of a staff sign-in (a reload may change it).
+        self.session_timeout = session_timeout
         self._started = clock.seconds()
         # Staff's sign-ins, counted as the portal counts guests' (method, result).
         self.logins: Counter[tuple[str, str]] = Counter()
@@ -181,7 +182,7 @@ class Operations:
     ) -> dict[str, object]:
         """Sign a device in as staff, for C{duration} seconds (default: a session's length)."""
         mac, ip = self._known_device(text)
-        seconds = self._session_timeout if duration is None else _positive(duration, "duration")
+        seconds = self.session_timeout if duration is None else _positive(duration, "duration")
         try:
             session = self._table.authorize(mac, ip=ip, method=STAFF, duration=seconds, note=_note(note))
         except JournalRefused as e:

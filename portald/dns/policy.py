@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from twisted.logger import Logger
 from twisted.names import dns
@@ -62,10 +62,14 @@ class Policy:
         self._neighbours = neighbours
         self._table = table
         self._portal = config.portal.hostname.encode("ascii")
-        self._walled = frozenset(name.encode("ascii") for name in config.dns.walled_garden)
+        self.set_walled_garden(config.dns.walled_garden)
+        self._sources: BoundedMemo[str, str | None] = BoundedMemo(SOURCE_MEMO_SIZE)
+
+    def set_walled_garden(self, names: Iterable[str]) -> None:
+        """The names (and their subdomains) everyone may resolve (C{dns.walled_garden})."""
+        self._walled = frozenset(name.encode("ascii") for name in names)
         # For one C-level test per query: ".zone" matches any subdomain.
         self._walled_subdomains = tuple(b"." + name for name in self._walled)
-        self._sources: BoundedMemo[str, str | None] = BoundedMemo(SOURCE_MEMO_SIZE)
 
     def client(self, source: str) -> str | None:
         """C{source} normalised, or C{None} if it is outside the LAN subnets."""

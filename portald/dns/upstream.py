@@ -256,6 +256,12 @@ class Forwarder:
         self._last_warning = float("-inf")
         self._unlogged_failures = 0
 
+    def set_upstreams(self, upstreams: Sequence[Endpoint], timeout: float) -> None:
+        """Ask these from the next question on (a reload); questions under way finish as they were."""
+        self._upstreams = tuple(upstreams)
+        self._timeout = timeout
+        self.health = [UpstreamHealth(str(upstream)) for upstream in self._upstreams]
+
     def resolve(
         self, key: CacheKey, on_fresh: Callable[[CachedAnswer], None] | None = None
     ) -> defer.Deferred:

@@ -26,7 +26,7 @@ class LearnedGarden:
     """Learned addresses and when (seconds on the backend's clock) each one's timeout ends."""
 
     def __init__(self, configured: Sequence[IPNetwork], shortest: float, longest: float) -> None:
-        self._configured = configured
+        self.configured = configured
         self._shortest = shortest
         self._longest = longest
         self._ends: dict[IPAddress, float] = {}
@@ -43,7 +43,7 @@ class LearnedGarden:
             if address is None:
                 log.warn("walled garden: ignoring {text!r}, not an IP address", text=text)
                 continue
-            if any(address in network for network in self._configured):
+            if any(address in network for network in self.configured):
                 continue  # Already open through firewall.walled_garden.
             # A renewal within a second of the current end is not worth a change.
             if self._ends.get(address, 0.0) >= now + timeout - 1.0:

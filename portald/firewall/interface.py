@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute
 
+from portald.config import Config
 from portald.limits import Counters
 from portald.table import IAuthorizationObserver
 
@@ -61,6 +62,9 @@ class IFirewall(IAuthorizationObserver):
 
     def health() -> dict[str, object]:
         """What an operator asks of the backend: its last apply and its result, as JSON values."""
+
+    def reconfigure(config: Config) -> None:
+        """A reload's configuration: what changed live (the walled garden) takes effect."""
 
     def reload() -> Deferred[None]:
         """Replace the kernel's rules with freshly generated ones (the table wins)."""

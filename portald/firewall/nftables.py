@@ -286,6 +286,16 @@ class NftablesFirewall(Service):
     def reload(self) -> Deferred[None]:
         return self.queue.rebuild()
 
+    def reconfigure(self, config: Config) -> None:
+        plan = ruleset.FirewallPlan.from_config(config)
+        if plan.walled_garden == self.plan.walled_garden:
+            self.plan = plan
+            return
+        self.plan = plan
+        self._garden.configured = plan.walled_garden
+        # One transaction, in the queue's order: the sets change, nothing is rebuilt.
+        self.queue.add(_Change(tuple(ruleset.replace_walled_garden(plan))))
+
     def health(self) -> dict[str, object]:
         stats = self.stats
         return {

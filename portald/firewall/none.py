@@ -8,6 +8,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
+from portald.config import Config
 from portald.firewall.interface import IFirewall
 from portald.limits import Counters
 from portald.table import EndReason, Session
@@ -53,3 +54,6 @@ class NoFirewall(Service):
 
     def health(self) -> dict[str, object]:
         return {"backend": self.backend, "enforced": False}
+
+    def reconfigure(self, config: Config) -> None:
+        pass

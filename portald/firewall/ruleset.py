@@ -432,6 +432,20 @@ def forget_counter(plan: FirewallPlan, ip: IPAddress) -> list[str]:
     return _remove(plan, _to_client_set(ip), str(ip))
 
 
+def replace_walled_garden(plan: FirewallPlan) -> list[str]:
+    """C{firewall.walled_garden} as the plan has it now, in place of what the sets held."""
+    table = plan.qualified_table
+    lines = []
+    for version in (4, 6):
+        networks = sorted(
+            (n for n in plan.walled_garden if n.version == version), key=lambda n: n.network_address
+        )
+        lines.append(f"flush set {table} walled_garden{version}")
+        if networks:
+            lines.append(f"add element {table} walled_garden{version} {{ {', '.join(map(str, networks))} }}")
+    return lines
+
+
 def allow(plan: FirewallPlan, mac: str) -> list[str]:
     """Let C{mac} pass without signing in (staff put it on the list)."""
     return _replace(plan, "allowed_macs", mac)

@@ -46,9 +46,13 @@ class PortalHooks:
 NO_HOOKS = PortalHooks()
 
 
-@attrs.frozen
+@attrs.define
 class Portal:
-    """Everything a portal page may need, made once for them all."""
+    """
+    Everything a portal page may need, made once for them all.  C{config}
+    and C{authenticator} change on a reload (L{reconfigure}); pages read
+    them per request.
+    """
 
     config: Config
     table: AuthorizationTable
@@ -65,6 +69,12 @@ class Portal:
     )
     # Sign-in attempts by (method, result): ok, refused, incomplete, limited, not_recorded, error.
     logins: Counter[tuple[str, str]] = attrs.field(factory=Counter)
+
+    def reconfigure(self, config: Config, authenticator: IAuthenticator) -> None:
+        """The reloaded configuration's sign-in method, session settings, venue and terms."""
+        self.config = config
+        self.authenticator = authenticator
+        self.replies.venue = config.portal.venue
 
     def count_login(self, result: str) -> None:
         self.logins[(self.authenticator.name, result)] += 1

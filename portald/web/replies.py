@@ -19,7 +19,7 @@ class Replies:
 
     def __init__(self, theme: Theme, venue: str) -> None:
         self.theme = theme
-        self._venue = venue
+        self.venue = venue
 
     def page(
         self, request: Request, title: str, body: Element, code: int = 200, refresh: int | None = None
@@ -27,7 +27,7 @@ class Replies:
         request.setResponseCode(code)
         request.setHeader(b"Content-Type", HTML)
         request.setHeader(b"Cache-Control", NO_STORE)
-        return renderElement(request, Layout(self.theme, self._venue, title, body, refresh))
+        return renderElement(request, Layout(self.theme, self.venue, title, body, refresh))
 
     def message(
         self,

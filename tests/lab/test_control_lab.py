@@ -8,14 +8,22 @@ socket, the nftables backend, a phone with a real DHCP lease.
     deauth    cut off again, its open TCP connection's next request included;
               the portal tells the phone its session was ended by staff
     allow     a device passes without a session; disallow ends that
+    reload    a new firewall.walled_garden network is reachable for the
+              captive phone; SIGHUP with a broken file leaves every session
+              and rule in place
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 from tests.lab.daemon import start_portald
 from tests.lab.internet import WEB_ADDRESS, start_internet
@@ -93,4 +101,42 @@ def test_staff_sign_a_phone_in_and_out(lab) -> None:
     wait_for(
         lambda: status(phone, f"http://{WEB_ADDRESS}/") == "511", 5, what="the phone to be captive again"
     )
+
+    # --- reload: a new walled-garden network, in force when the command returns ---
+    config = yaml.safe_load(portal.config_path.read_text())
+    config["firewall"]["walled_garden"] = [f"{WEB_ADDRESS}/32"]
+    portal.config_path.write_text(yaml.safe_dump(config))
+    done = ctl(lab, portal, "reload")
+    assert (done.returncode, done.stdout) == (0, "reloaded: firewall.walled_garden\n"), done.stderr
+    assert status(phone, f"http://{WEB_ADDRESS}/") == "200"
+    # A restart-only key is refused, and nothing changes.
+    config["http"]["port"] = 8080
+    portal.config_path.write_text(yaml.safe_dump(config))
+    done = ctl(lab, portal, "reload")
+    assert done.returncode == 1
+    assert done.stderr == "portald-ctl: http.port: cannot change without a restart (nothing was changed)\n"
+
+    # --- SIGHUP with a broken file: every session and rule stays ---
+    del config["firewall"]["walled_garden"]
+    config["http"]["port"] = 80
+    portal.config_path.write_text(yaml.safe_dump(config))
+    assert ctl(lab, portal, "reload").returncode == 0
+    assert ctl(lab, portal, "auth", mac).returncode == 0
+    table = ["nft", "list", "table", "inet", f"{lab.prefix}_portald"]
+
+    def rules() -> str:
+        # The table without what ticks on its own: timeouts running down, counters.
+        text = lab.gateway().run(table).stdout
+        return re.sub(r" expires \w+| packets \d+ bytes \d+", "", text)
+
+    before = rules()
+    portal.config_path.write_text(portal.config_path.read_text() + "dns: {port: 70000}\n")
+    os.kill(portal.process.pid, signal.SIGHUP)
+    wait_for(
+        lambda: "reload refused, nothing changed" in portal.log(), 5, what="the refused reload in the log"
+    )
+    assert "dns: given twice" in portal.log()
+    assert portal.process.running()
+    assert rules() == before and mac in before
+    assert status(phone, f"http://{WEB_ADDRESS}/") == "200"
     assert "Traceback" not in portal.log()

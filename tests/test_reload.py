@@ -1,0 +1,122 @@
+"""
+Live reload: the same file read again, on the real service tree (memory
+reactor), each live key taking effect and each other key refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from twisted.internet.testing import MemoryReactorClock
+
+from portald.config import load_config
+from portald.reload import LIVE_KEYS, ReloadRefused, changed_keys
+from portald.tap import build_service
+from tests.daemon_support import dev_config
+
+NEW_MAC = "02:00:00:00:00:99"
+
+
+@pytest.fixture
+def running(tmp_path: Path):
+    path = dev_config(tmp_path)
+    service = build_service(load_config(path), MemoryReactorClock())
+    service.startService()
+    yield path, service
+    service.stopService()
+
+
+def rewrite(path: Path, **sections: dict) -> None:
+    config = yaml.safe_load(path.read_text())
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    path.write_text(yaml.safe_dump(config))
+
+
+def reloader(service):
+    return service.getServiceNamed("reload").reloader
+
+
+def test_live_keys_take_effect(running) -> None:
+    path, service = running
+    session = service.table.authorize(
+        "02:00:00:00:00:01", ip="127.0.0.1", method="click-through", duration=3600
+    )
+    rewrite(
+        path,
+        portal={"venue": "The New Café", "terms": "Be nice."},
+        auth={"method": "access-code", "codes": ["room-12"]},
+        sessions={"timeout": "2h"},
+        dns={"walled_garden": ["bank.example"], "upstream": ["127.0.0.1:5454"]},
+        firewall={"allowed_macs": [NEW_MAC]},
+    )
+    changed = reloader(service).reload()
+    assert changed == [
+        "auth.codes", "auth.method", "dns.upstream", "dns.walled_garden", "firewall.allowed_macs",
+        "portal.terms", "portal.venue", "sessions.timeout",
+    ]  # fmt: skip
+    web = service.getServiceNamed("http").web
+    assert web.portal.config.portal.venue == "The New Café"
+    assert web.portal.replies.venue == "The New Café"
+    assert web.portal.authenticator.name == "access-code"
+    assert web.portal.config.session_timeout() == 7200
+    dns = service.getServiceNamed("dns")
+    assert dns.factory.policy.classify("127.0.0.1", b"www.bank.example").value == "walled-garden"
+    assert [str(u) for u in dns.forwarder._upstreams] == ["127.0.0.1:5454"]
+    assert service.table.may_pass(NEW_MAC)
+    # No session dropped.
+    assert service.table.session("02:00:00:00:00:01") == session
+    # And back: the configured MAC goes, nothing else.
+    rewrite(path, firewall={"allowed_macs": []})
+    assert reloader(service).reload() == ["firewall.allowed_macs"]
+    assert not service.table.may_pass(NEW_MAC)
+    assert reloader(service).reload() == []
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "key"),
+    [
+        ("http", {"port": 1}, "http.port"),
+        ("dns", {"listen": ["127.0.0.2"]}, "dns.listen"),
+        ("portal", {"interface": "eth9"}, "portal.interface"),
+        ("firewall", {"table": "other"}, "firewall.table"),
+        ("state", {"database": "/tmp/elsewhere.sqlite3"}, "state.database"),
+    ],
+)
+def test_restart_only_keys_are_refused_and_nothing_changes(running, section, values, key) -> None:
+    path, service = running
+    sections = {"portal": {"venue": "Changed"}}
+    sections.setdefault(section, {}).update(values)
+    rewrite(path, **sections)
+    with pytest.raises(ReloadRefused) as caught:
+        reloader(service).reload()
+    assert str(caught.value) == f"{key}: cannot change without a restart (nothing was changed)"
+    # The live key beside it did not change either: all or nothing.
+    assert service.getServiceNamed("http").web.portal.config.portal.venue == "portald development"
+
+
+def test_a_broken_file_changes_nothing(running) -> None:
+    path, service = running
+    before = reloader(service).running
+    good = path.read_text()
+    path.write_text(good + "dns:\n  port: 70000\n")
+    with pytest.raises(ReloadRefused) as caught:
+        reloader(service).reload()
+    assert "given twice" in str(caught.value) and str(path) in str(caught.value)
+    path.write_text(good)
+    rewrite(path, auth={"method": "access-code"})  # no codes
+    with pytest.raises(ReloadRefused) as caught:
+        reloader(service).reload()
+    assert "auth.method: access-code needs at least one code in auth.codes" in str(caught.value)
+    assert reloader(service).running is before
+    assert service.getServiceNamed("http").web.portal.authenticator.name == "click-through"
+
+
+def test_changed_keys_names_the_leaves(tmp_path: Path) -> None:
+    old = load_config(dev_config(tmp_path))
+    path = dev_config(tmp_path, sessions={"quota": "1GB"}, http={"probes": ["captive.apple.com"]})
+    new = load_config(path)
+    assert set(changed_keys(old, new)) >= {"sessions.quota", "http.probes"}
+    assert "sessions.quota" in LIVE_KEYS and "http.probes" not in LIVE_KEYS
