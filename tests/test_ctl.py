@@ -43,7 +43,7 @@ def test_status_in_words_and_in_json(daemon) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("portald ")
     assert "firewall  none: nothing enforced" in done.stdout
-    assert "dnsmasq.leases (dnsmasq): good, 1 leases" in done.stdout
+    assert "dnsmasq.leases (dnsmasq): good, 1 lease" in done.stdout
     done = ctl("--config", str(path), "--json", "status")
     assert done.returncode == 0
     status = json.loads(done.stdout)

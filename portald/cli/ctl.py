@@ -122,6 +122,10 @@ def _bytes(count: int | None) -> str:
     return f"{count} B"
 
 
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" + ("" if number == 1 else "s")
+
+
 def _table(headings: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headings, *rows, strict=False)]
     lines = [
@@ -152,7 +156,7 @@ def show_status(status: dict[str, Any], now: float) -> str:
             )
     for source in health.get("leases", []):
         lines.append(
-            f"leases    {source['path']} ({source['format']}): {source['state']}, {source['leases']} leases,"
+            f"leases    {source['path']} ({source['format']}): {source['state']}, {_count(source['leases'], 'lease')},"
             f" read {_ago(source['last_read'], now)}"
         )
     upstreams = health.get("upstreams", [])
@@ -162,6 +166,12 @@ def show_status(status: dict[str, Any], now: float) -> str:
         lines.append(
             f"upstream  {upstream['address']}: last answer {_ago(upstream['last_answer'], now)},"
             f" {upstream['answers']} answers, {upstream['failures']} failures"
+        )
+    reactor = health.get("reactor")
+    if reactor is not None:
+        lines.append(
+            f"reactor   last tick {reactor['lag_seconds'] * 1000:.1f} ms late, {_count(reactor['stalls'], 'stall')}"
+            " (ticks over 100 ms late) since start"
         )
     store = health.get("store")
     if store is not None:
