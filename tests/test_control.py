@@ -60,7 +60,7 @@ class Harness:
             ),
             session_timeout=4 * HOUR,
         )
-        self.site = Site(ControlAPI(self.operations))
+        self.site = Site(ControlAPI(self.operations), reactor=self.clock)
 
     def call(self, method: str, target: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
         protocol = self.site.buildProtocol(UNIXAddress(None))
@@ -245,7 +245,7 @@ def test_a_command_is_answered_once_the_firewall_has_it(h: Harness) -> None:
         waiting.append(Deferred())
         return waiting[-1]
 
-    site = Site(ControlAPI(h.operations, Enforcement(applied, h.clock)))
+    site = Site(ControlAPI(h.operations, Enforcement(applied, h.clock)), reactor=h.clock)
     protocol = site.buildProtocol(UNIXAddress(None))
     transport = StringTransport()
     protocol.makeConnection(transport)
@@ -261,7 +261,7 @@ def test_a_command_is_answered_once_the_firewall_has_it(h: Harness) -> None:
 
 
 def test_a_slow_firewall_delays_the_answer_by_at_most_the_wait(h: Harness) -> None:
-    site = Site(ControlAPI(h.operations, Enforcement(Deferred, h.clock)))
+    site = Site(ControlAPI(h.operations, Enforcement(Deferred, h.clock)), reactor=h.clock)
     protocol = site.buildProtocol(UNIXAddress(None))
     transport = StringTransport()
     protocol.makeConnection(transport)
