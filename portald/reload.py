@@ -24,13 +24,17 @@ from portald.config import Config, ConfigError, load_config
 
 log = Logger()
 
-# What a reload changes while portald runs.  Everything else (listen
+# What a reload changes while portald runs (a theme's edited templates are
+# read again even when its directory stays).  Everything else (listen
 # addresses and ports, the interface, the firewall's backend and table, the
 # database, the control socket, the lease files, the bounds) needs a restart.
 LIVE_KEYS = frozenset(
     {
         "portal.venue",
         "portal.terms",
+        "http.theme",
+        "http.probes",
+        "log.format",
         "dns.upstream",
         "dns.upstream_timeout",
         "dns.walled_garden",
@@ -71,15 +75,21 @@ def _differences(old: Any, new: Any, prefix: str) -> Iterator[str]:
 
 # What takes the new configuration, once it is accepted.
 Applier = Callable[[Config], None]
+# What looks at it first, beyond the file (a theme's templates, say): one
+# that raises ConfigError refuses the reload before anything is applied.
+Check = Callable[[Config], object]
 
 
 class Reloader:
     """Reads C{path} again and hands an accepted configuration to each applier, in order."""
 
-    def __init__(self, path: Path, running: Config, appliers: Sequence[Applier]) -> None:
+    def __init__(
+        self, path: Path, running: Config, appliers: Sequence[Applier], checks: Sequence[Check] = ()
+    ) -> None:
         self._path = path
         self.running = running
         self._appliers = appliers
+        self._checks = checks
 
     def reload(self) -> list[str]:
         """
@@ -89,6 +99,8 @@ class Reloader:
         """
         try:
             new = load_config(self._path)
+            for check in self._checks:
+                check(new)
         except ConfigError as e:
             log.error("reload refused, nothing changed: {error}", error=str(e))
             raise ReloadRefused(f"configuration error: {e}") from None

@@ -18,7 +18,6 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from portald import __version__
-from portald.auth.methods import authenticator_for
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from portald.control.api import ControlAPI, Enforcement
 from portald.control.operations import Operations, Sources, store_health
@@ -29,7 +28,7 @@ from portald.firewall.interface import IFirewall
 from portald.leases.notifier import make_notifier
 from portald.leases.watcher import LeaseWatcher, watched_files
 from portald.limits import ActivityTracker, SessionLimits, UsageLedger
-from portald.logs import send_json_where_twistd_writes
+from portald.logs import set_format, write_where_twistd_writes
 from portald.metrics.collector import Figures, PortaldCollector, new_registry
 from portald.metrics.endings import SessionEndCounts
 from portald.metrics.lag import ReactorLag
@@ -40,6 +39,7 @@ from portald.reload import Applier, Reloader, ReloadOnHangup
 from portald.store import SessionStore, StoreError
 from portald.table import AllowedDevice, AuthorizationTable, Session, SessionLog
 from portald.web.service import HTTPService, web_service
+from portald.web.theme import load_theme
 from portald.welcome import WelcomeService
 
 log = Logger()
@@ -72,6 +72,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         try:
             self.config: Config = load_config(self["config"])
+            load_theme(self.config)  # a broken template is the file's error too
         except ConfigError as e:
             # Not a UsageError: twistd would print its whole help text above
             # it, burying the one line that says what is wrong.
@@ -79,12 +80,13 @@ class Options(usage.Options):
         if self["check"]:
             print(f"{self['config']}: configuration OK")
             sys.exit(0)
-        # twistd starts its logger after this, from its own options: JSON
-        # lines go where its text would have, unless --logger says otherwise.
+        # twistd starts its logger after this, from its own options: portald's
+        # observer writes where its text would have (in log.format, which a
+        # reload may change), unless --logger or --syslog says otherwise.
         server = getattr(self, "parent", None)
-        if self.config.log.format == "json" and server is not None and not server.get("logger"):
-            server["logger"] = send_json_where_twistd_writes(
-                server.get("logfile"), bool(server.get("nodaemon"))
+        if server is not None and not server.get("logger") and not server.get("syslog"):
+            server["logger"] = write_where_twistd_writes(
+                server.get("logfile"), bool(server.get("nodaemon")), self.config.log.format
             )
 
 
@@ -177,12 +179,17 @@ def reload_appliers(
     def staff_defaults(config: Config) -> None:
         operations.session_timeout = config.session_timeout()
 
+    def log_format(config: Config) -> None:
+        if not set_format(config.log.format):
+            log.warn("log.format stays as twistd's --logger or --syslog set it")
+
     return [
         lambda config: table.set_configured_allowed(config.firewall.allowed_macs),
         firewall.reconfigure,
         dns_settings,
-        lambda config: web.web.portal.reconfigure(config, authenticator_for(config)),
+        web.web.reconfigure,
         staff_defaults,
+        log_format,
     ]
 
 
@@ -290,7 +297,11 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     ]
     if config.source is not None:
         reloader = Reloader(
-            config.source.absolute(), config, reload_appliers(table, firewall, dns, web, operations)
+            config.source.absolute(),
+            config,
+            reload_appliers(table, firewall, dns, web, operations),
+            # The theme's templates parsed before anything is applied.
+            checks=[load_theme],
         )
         api.reloader = reloader
         services.append(ReloadOnHangup(reloader, reactor))
@@ -306,6 +317,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
             leases=leases.health,
             refusals=refusals,
             lag=lag,
+            methods=lambda: (portal.authenticator.name, "staff"),
         )
         registry.register(PortaldCollector(figures))
         services.append(MetricsService(config.metrics.listen, registry, reactor))
@@ -333,5 +345,7 @@ def makeService(options: Options) -> MultiService:
     raise_open_file_limit(files_needed(options.config))
     try:
         return build_service(options.config, reactor)
+    except ConfigError as e:
+        raise SystemExit(f"portald: configuration error: {e}") from None
     except (StoreError, ControlSocketError) as e:
         raise SystemExit(f"portald: {e}") from None

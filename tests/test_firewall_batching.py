@@ -865,4 +865,6 @@ def test_staff_allow_and_disallow_change_the_allowed_set_and_disallow_flushes() 
     assert disallow.text.rstrip().endswith("delete element inet portald allowed_macs { 02:00:00:00:00:01 }")
     disallow.finish(0)
     # Its open connections end with its pass.
-    assert [(i.executable, i.args) for i in h.conntrack_running()] == [(CONNTRACK, ("-D", "-s", "192.0.2.10"))]
+    assert [(i.executable, i.args) for i in h.conntrack_running()] == [
+        (CONNTRACK, ("-D", "-s", "192.0.2.10"))
+    ]

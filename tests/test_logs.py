@@ -7,6 +7,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from tests.daemon_support import ROOT, Twistd, ask, dev_config, ports_of
 
 CTL = ROOT / ".venv" / "bin" / "portald-ctl"
@@ -35,3 +37,26 @@ def test_json_lines_carry_each_events_fields(tmp_path: Path) -> None:
     assert [(e["ip"], e["answer"]) for e in intercepted] == [
         ("127.0.0.1", "511 Network Authentication Required")
     ]
+
+
+def test_a_reload_switches_the_format(tmp_path: Path) -> None:
+    path = dev_config(tmp_path)
+    _, http_port = ports_of(path)
+    twistd = Twistd.start(path, cwd=tmp_path)
+    try:
+        twistd.wait_for("Portal:")
+        config = yaml.safe_load(path.read_text())
+        config["log"] = {"format": "json"}
+        path.write_text(yaml.safe_dump(config))
+        twistd.process.send_signal(signal.SIGHUP)
+        twistd.wait_for('"log_format": "reloaded {path}: {changed}"')
+        assert ask(http_port, "GET", "example.com", "/")[0] == 511
+        twistd.wait_for('"log_namespace": "portald.web.intercept"')
+    finally:
+        twistd.stop(signal.SIGTERM)
+    # Text up to the reload, one JSON object per line from it on.
+    reloaded = next(i for i, line in enumerate(twistd.lines) if '"reloaded {path}' in line)
+    assert all(not line.startswith("{") for line in twistd.lines[:reloaded])
+    after = [json.loads(line) for line in twistd.lines[reloaded:]]
+    assert after[0]["changed"] == "log.format"
+    assert any(event.get("answer") == "511 Network Authentication Required" for event in after)

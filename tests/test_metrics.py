@@ -69,6 +69,9 @@ def test_a_scrape_counts_what_happened(daemon) -> None:
         done = subprocess.run([str(CTL), "--config", str(path), *command], capture_output=True, timeout=30)
         assert done.returncode == 0, done.stderr
     metrics = scrape(url)
+    # Nobody is signed in now: each way in still has its sample, at 0.
+    assert metrics[("portald_sessions", (("method", "click-through"),))] == 0
+    assert metrics[("portald_sessions", (("method", "staff"),))] == 0
     assert metrics[("portald_dns_queries_total", (("answer", "redirect"),))] == 3
     assert metrics[("portald_dns_queries_total", (("answer", "servfail"),))] == 0
     assert metrics[("portald_http_intercepts_total", (("answer", "511"),))] == 1

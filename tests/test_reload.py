@@ -5,6 +5,7 @@ reactor), each live key taking effect and each other key refused.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from twisted.internet.testing import MemoryReactorClock
 from portald.config import load_config
 from portald.reload import LIVE_KEYS, ReloadRefused, changed_keys
 from portald.tap import build_service
-from tests.daemon_support import dev_config
+from tests.daemon_support import TWISTD, dev_config
 
 NEW_MAC = "02:00:00:00:00:99"
 
@@ -119,4 +120,80 @@ def test_changed_keys_names_the_leaves(tmp_path: Path) -> None:
     path = dev_config(tmp_path, sessions={"quota": "1GB"}, http={"probes": ["captive.apple.com"]})
     new = load_config(path)
     assert set(changed_keys(old, new)) >= {"sessions.quota", "http.probes"}
-    assert "sessions.quota" in LIVE_KEYS and "http.probes" not in LIVE_KEYS
+    assert "sessions.quota" in LIVE_KEYS and "http.port" not in LIVE_KEYS
+
+
+def intercepted(service, host: bytes = b"example.com", target: bytes = b"/"):
+    """What a captive guest asking C{host}/C{target} is answered now."""
+    return service.getServiceNamed("http").web.interception.answer("127.0.0.1", b"GET", host, target)
+
+
+def test_the_interceptions_page_and_probes_follow_a_reload(running) -> None:
+    path, service = running
+    assert b"portald development" in intercepted(service).body
+    assert intercepted(service, b"captive.apple.com", b"/hotspot-detect.html").code == 302
+    rewrite(path, portal={"venue": "The New Caf\u00e9"}, http={"probes": ["probe.example/check"]})
+    assert reloader(service).reload() == ["http.probes", "portal.venue"]
+    # Asked again within the same second: not this second's old answer.
+    assert "The New Café".encode() in intercepted(service).body
+    assert intercepted(service, b"probe.example", b"/check").code == 302
+    assert intercepted(service, b"captive.apple.com", b"/hotspot-detect.html").code == 511
+
+
+def write_theme(directory: Path, heading: str) -> None:
+    (directory / "templates").mkdir(parents=True, exist_ok=True)
+    built_in = Path("portald/web/templates/network-auth.xhtml").read_text()
+    page = built_in.replace("Sign in to use this network", heading)
+    (directory / "templates" / "network-auth.xhtml").write_text(page)
+
+
+def test_a_theme_is_read_again_on_a_reload(running, tmp_path: Path) -> None:
+    path, service = running
+    theme = tmp_path / "theme"
+    write_theme(theme, "Welcome aboard")
+    rewrite(path, http={"theme": str(theme)})
+    assert reloader(service).reload() == ["http.theme"]
+    assert b"Welcome aboard" in intercepted(service).body
+    # The same directory, an edited template: the next reload shows it.
+    write_theme(theme, "Welcome back")
+    assert reloader(service).reload() == []
+    assert b"Welcome back" in intercepted(service).body
+
+
+def test_a_broken_theme_refuses_the_reload_and_changes_nothing(running, tmp_path: Path) -> None:
+    path, service = running
+    theme = tmp_path / "theme"
+    write_theme(theme, "Welcome aboard")
+    (theme / "templates" / "status.xhtml").write_text("<html><p>unclosed</html>")
+    rewrite(path, http={"theme": str(theme)}, portal={"venue": "Changed"})
+    with pytest.raises(ReloadRefused) as caught:
+        reloader(service).reload()
+    assert f"http.theme: the template {theme / 'templates' / 'status.xhtml'} cannot be used" in str(
+        caught.value
+    )
+    assert b"portald development" in intercepted(service).body
+    assert b"Welcome aboard" not in intercepted(service).body
+    rewrite(path, http={"theme": str(tmp_path / "nowhere")})
+    with pytest.raises(ReloadRefused) as caught:
+        reloader(service).reload()
+    assert f"http.theme: expected a directory (with templates/ and static/): {tmp_path / 'nowhere'}" in str(
+        caught.value
+    )
+    assert service.getServiceNamed("http").web.portal.config.portal.venue == "portald development"
+
+
+def test_a_broken_theme_stops_the_daemon_before_it_starts(tmp_path: Path) -> None:
+    theme = tmp_path / "theme"
+    write_theme(theme, "<b>unclosed")
+    path = dev_config(tmp_path, http={"theme": str(theme)})
+    done = subprocess.run(
+        [str(TWISTD), "portald", "--config", str(path), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "portald: configuration error:" in done.stderr
+    assert (
+        f"http.theme: the template {theme / 'templates' / 'network-auth.xhtml'} cannot be used" in done.stderr
+    )

@@ -6,7 +6,7 @@ exposition is prometheus_client's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -42,6 +42,9 @@ class Figures:
     leases: Callable[[], list[dict[str, Any]]]
     refusals: Refusals
     lag: ReactorLag
+    # The ways in that always have a sample, 0 when nobody used them: the
+    # configured sign-in method(s) and staff's (a reload may change them).
+    methods: Callable[[], Iterable[str]] = lambda: ("staff",)
 
 
 class PortaldCollector(Collector):
@@ -53,7 +56,7 @@ class PortaldCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         f = self._figures
         sessions = GaugeMetricFamily("portald_sessions", "Signed-in sessions, by method.", labels=["method"])
-        by_method: dict[str, int] = {}
+        by_method = dict.fromkeys(f.methods(), 0)
         for session in f.table.sessions():
             by_method[session.method] = by_method.get(session.method, 0) + 1
         for method, count in sorted(by_method.items()):

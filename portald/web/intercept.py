@@ -94,11 +94,7 @@ class Interception:
         self._neighbours = neighbours
         self._signer = signer
         self.portal_url = config.portal_url
-        portal = config.portal
-        self._portal_hosts = portal_hosts(portal)
-        self._probes: dict[str, list[ProbeRule]] = {}
-        for rule in config.http.probes:
-            self._probes.setdefault(rule.host, []).append(rule)
+        self._portal_hosts = portal_hosts(config.portal)
         self.counts: Counter[Answer] = Counter()
         self.log = InterceptLog(clock)
         # Hot-path memos: Host header -> "is it the portal?", and this
@@ -106,14 +102,26 @@ class Interception:
         # second, so an answer made again within it would be the same).
         self._portal_host_memo: BoundedMemo[bytes, bool] = BoundedMemo(1024)
         self._answers: PerSecondMemo[_AnswerKey, tuple[str | None, Response]] = PerSecondMemo(clock, 1024)
-        self._network_auth = Prerendered(
-            theme.loader("network-auth"), {"venue": portal.venue}, ["portal_link"]
-        )
+        self.reconfigure(config, theme)
+
+    def reconfigure(self, config: Config, theme: Theme) -> None:
+        """
+        The probes, venue and theme of a reloaded configuration (the portal's
+        address and port are not live): the pages made again, and this
+        second's answers forgotten so that none is made from the old ones.
+        """
+        probes: dict[str, list[ProbeRule]] = {}
+        for rule in config.http.probes:
+            probes.setdefault(rule.host, []).append(rule)
+        venue = config.portal.venue
+        self._network_auth = Prerendered(theme.loader("network-auth"), {"venue": venue}, ["portal_link"])
         self._online = Prerendered(
             theme.loader("online"),
-            {"venue": portal.venue, "status_link": self.portal_url + "status"},
+            {"venue": venue, "status_link": self.portal_url + "status"},
             ["destination"],
         )
+        self._probes = probes
+        self._answers.clear()
 
     def is_portal_host(self, host_header: bytes | None) -> bool:
         if not host_header:

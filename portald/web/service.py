@@ -22,7 +22,7 @@ from portald.web.intercept import Interception
 from portald.web.portal import NO_HOOKS, LastEnding, Portal, PortalHooks, Usage
 from portald.web.replies import Replies
 from portald.web.root import PortalRoot
-from portald.web.theme import Theme
+from portald.web.theme import load_theme
 from portald.web.tokens import Signer
 
 log = Logger()
@@ -46,7 +46,7 @@ class PortalWeb:
         # What the web refused (bodies, slow heads, guesses, ...): portald's
         # one count when given, else this web's own.
         self.refusals = refusals if refusals is not None else Refusals(reactor)
-        theme = Theme(config.http.theme)
+        theme = load_theme(config)
         signer = Signer(reactor)
         replies = Replies(theme, config.portal.venue)
         self.interception = Interception(config, table, neighbours, signer, theme, reactor)
@@ -83,6 +83,19 @@ class PortalWeb:
                 max_connections_per_client=config.http.max_connections_per_client,
             ),
         )
+
+    def reconfigure(self, config: Config) -> None:
+        """
+        A reloaded configuration's pages: its theme (read again, so that an
+        edited template shows), venue, terms, probes and sign-in method.
+        The listener, its address and its bounds stay as they were.
+
+        @raise ConfigError: the theme cannot be used; nothing was changed.
+        """
+        theme = load_theme(config)
+        self.interception.reconfigure(config, theme)
+        self.portal.replies.theme = theme
+        self.portal.reconfigure(config, authenticator_for(config))
 
 
 class HTTPService(TCPServer):

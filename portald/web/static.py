@@ -20,7 +20,7 @@ class StaticFiles(Resource):
 
     def __init__(self, portal: Portal) -> None:
         super().__init__()
-        self._theme = portal.replies.theme
+        self._portal = portal  # its theme may change on a reload
         self._missing = MissingFile(portal)
 
     def render(self, request: Request) -> bytes:
@@ -29,7 +29,11 @@ class StaticFiles(Resource):
         return self._missing.render(request)  # type: ignore[no-any-return]
 
     def getChild(self, name: bytes, request: Request) -> Resource:
-        path = self._theme.static_file(name.decode("utf-8", "replace")) if not request.postpath else None
+        path = (
+            self._portal.replies.theme.static_file(name.decode("utf-8", "replace"))
+            if not request.postpath
+            else None
+        )
         if path is None:
             return self._missing
         return _StaticFile(path)

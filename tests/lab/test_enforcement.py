@@ -71,7 +71,9 @@ def wait_for_enforcement(lab) -> None:
     load is one transaction, so once the table lists, every rule is in.
     """
     table = ["nft", "list", "chain", "inet", f"{lab.prefix}_portald", "from_clients"]
-    wait_for(lambda: lab.gateway().run(table, check=False).returncode == 0, 10, what="the firewall's first load")
+    wait_for(
+        lambda: lab.gateway().run(table, check=False).returncode == 0, 10, what="the firewall's first load"
+    )
 
 
 def wait_for_leases(*clients: Client) -> None:
