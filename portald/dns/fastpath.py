@@ -12,7 +12,7 @@ import socket
 from twisted.internet.interfaces import IReactorTime
 
 from portald.dns.cache import AnswerCache
-from portald.dns.policy import LocalAnswers, Policy, Verdict
+from portald.dns.policy import FORWARD_VERDICT, REDIRECT_VERDICT, WALLED_GARDEN_VERDICT, LocalAnswers, Policy
 from portald.dns.wire import (
     RCODE_NOERROR,
     TYPE_A,
@@ -69,11 +69,11 @@ class FastPath:
         if client is None:
             return None
         verdict = self._policy.classify(client, query.name)
-        if verdict is Verdict.REDIRECT:
+        if verdict is REDIRECT_VERDICT:
             reply = query.redirect
             if reply is None:
                 reply = query.redirect = self._redirect_answer(query)
-        elif verdict is Verdict.FORWARD or verdict is Verdict.WALLED_GARDEN:
+        elif verdict is FORWARD_VERDICT or verdict is WALLED_GARDEN_VERDICT:
             now = self._clock.seconds()
             entry = self._cache.get(query.key, now)
             if entry is None:
@@ -94,11 +94,11 @@ class FastPath:
         # Too big for this client: the full path sets TC.
         if len(reply) + 2 > udp_limit(query.edns_size):
             return None
-        if verdict is Verdict.REDIRECT:
+        if verdict is REDIRECT_VERDICT:
             self.redirected += 1
         else:
             self.cached += 1
-        if verdict is Verdict.FORWARD and self._policy.on_activity is not None:
+        if verdict is FORWARD_VERDICT and self._policy.on_activity is not None:
             self._policy.saw(client, len(data), len(reply) + 2)
         return data[:2] + reply
 

@@ -47,6 +47,15 @@ class Verdict(enum.Enum):
     REDIRECT = "redirect"
 
 
+# On Python 3.11 each C{Verdict.X} goes through a descriptor (about 0.2 µs,
+# a fifth of a redirect on the fast path): the hot paths use these instead.
+CANARY_VERDICT = Verdict.CANARY
+PORTAL_VERDICT = Verdict.PORTAL
+WALLED_GARDEN_VERDICT = Verdict.WALLED_GARDEN
+FORWARD_VERDICT = Verdict.FORWARD
+REDIRECT_VERDICT = Verdict.REDIRECT
+
+
 class Policy:
     """Who gets which answer: the one place both paths ask."""
 
@@ -89,14 +98,14 @@ class Policy:
     def classify(self, client: str, name: bytes) -> Verdict:
         """What C{client} (normalised, inside the LAN) gets for C{name} (lower case)."""
         if name == CANARY or name.endswith(CANARY_SUBDOMAINS):
-            return Verdict.CANARY
+            return CANARY_VERDICT
         if name == self._portal:
-            return Verdict.PORTAL
+            return PORTAL_VERDICT
         if name in self._walled or (self._walled_subdomains and name.endswith(self._walled_subdomains)):
-            return Verdict.WALLED_GARDEN
+            return WALLED_GARDEN_VERDICT
         if self._table.may_pass(self._neighbours.mac_for(client)):
-            return Verdict.FORWARD
-        return Verdict.REDIRECT
+            return FORWARD_VERDICT
+        return REDIRECT_VERDICT
 
     def saw(self, client: str, received: int, sent: int) -> None:
         """A signed-in client's query was answered: tell C{on_activity}, if any."""
