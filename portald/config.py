@@ -639,12 +639,23 @@ class Config:
 
     @property
     def dns_listen(self) -> tuple[IPAddress, ...]:
-        """Where DNS listens: as configured, or else the portal's address."""
-        return self.dns.listen or (self.portal.address,)
+        """Where DNS listens: as configured, or else the portal's addresses."""
+        if self.dns.listen:
+            return self.dns.listen
+        if self.portal.address6 is not None:
+            return (self.portal.address, self.portal.address6)
+        return (self.portal.address,)
 
     @property
     def http_listen(self) -> IPAddress:
         return self.http.listen or self.portal.address
+
+    @property
+    def http_listen6(self) -> IPAddress | None:
+        """A second HTTP listener, on C{portal.address6}, unless C{http.listen} covers IPv6 already."""
+        if self.portal.address6 is None or self.http_listen.version == 6:
+            return None
+        return self.portal.address6
 
     @property
     def portal_url(self) -> str:

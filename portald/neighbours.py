@@ -1,6 +1,7 @@
 """
 Which MAC is behind which IP: the map every service identifies a client
-through, fed by the lease watcher.
+through, fed by the lease watcher (and, for IPv6 addresses, which devices
+make themselves, by what the kernel saw: L{portald.learning6}).
 """
 
 from __future__ import annotations
@@ -18,15 +19,28 @@ class Neighbours:
     """
 
     def __init__(self) -> None:
+        self._leased: dict[str, str] = {}
+        self._learned: dict[str, str] = {}
         self._mac_by_ip: dict[str, str] = {}
         self._ips_by_mac: dict[str, frozenset[str]] = {}
 
     def replace(self, mac_by_ip: Mapping[str, str]) -> None:
-        """Make C{mac_by_ip} (normalised IP -> normalised MAC) the whole map."""
+        """Make C{mac_by_ip} (normalised IP -> normalised MAC) the whole map of leases."""
+        self._leased = dict(mac_by_ip)
+        self._combine()
+
+    def learn6(self, mac_by_ip6: Mapping[str, str]) -> None:
+        """Make C{mac_by_ip6} the IPv6 addresses learned from the kernel (a lease wins over it)."""
+        self._learned = dict(mac_by_ip6)
+        self._combine()
+
+    def _combine(self) -> None:
+        # One dict for the hot paths' lookups: a single get, as before.
+        combined = {**self._learned, **self._leased}
         ips_by_mac: dict[str, set[str]] = {}
-        for ip, mac in mac_by_ip.items():
+        for ip, mac in combined.items():
             ips_by_mac.setdefault(mac, set()).add(ip)
-        self._mac_by_ip = dict(mac_by_ip)
+        self._mac_by_ip = combined
         self._ips_by_mac = {mac: frozenset(ips) for mac, ips in ips_by_mac.items()}
 
     def mac_for(self, ip: str) -> str | None:
@@ -36,7 +50,8 @@ class Neighbours:
         return self._ips_by_mac.get(mac, frozenset())
 
     def snapshot(self) -> dict[str, str]:
-        return dict(self._mac_by_ip)
+        """The leases (not what was learned): IP -> MAC."""
+        return dict(self._leased)
 
     def __len__(self) -> int:
         return len(self._mac_by_ip)

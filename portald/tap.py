@@ -33,12 +33,13 @@ from portald.metrics.collector import Figures, PortaldCollector, new_registry
 from portald.metrics.endings import SessionEndCounts
 from portald.metrics.lag import ReactorLag
 from portald.metrics.service import MetricsService
+from portald.learning6 import IPv6Learner
 from portald.neighbours import Neighbours
 from portald.refusals import Refusals
 from portald.reload import Applier, Reloader, ReloadOnHangup
 from portald.store import SessionStore, StoreError
 from portald.table import AllowedDevice, AuthorizationTable, Session, SessionLog
-from portald.web.service import HTTPService, web_service
+from portald.web.service import HTTPService, ipv6_listener, web_service
 from portald.web.theme import load_theme
 from portald.welcome import WelcomeService
 
@@ -220,6 +221,8 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     refusals = Refusals(reactor)
     activity = ActivityTracker()
     firewall = firewall_for(config, table, reactor)
+    # Who sent from an IPv6 address (devices make those themselves): the kernel saw it.
+    learner = IPv6Learner(neighbours, firewall.ipv6_devices, reactor, config.portal.subnets)
     # The kernel's per-MAC byte counters when the firewall counts them;
     # portald's own view of DNS and web activity otherwise.
     counted_by_portald = not firewall.counts_traffic
@@ -252,6 +255,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         on_activity=activity.saw if counted_by_portald else None,
         refusals=refusals,
         on_upstream_answer=upstream_seconds.observe if upstream_seconds is not None else None,
+        learner=learner,
     )
     web = web_service(
         config,
@@ -262,6 +266,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         enforced=firewall.applied,
         last_ending=store.last_ending,
         refusals=refusals,
+        learner=learner,
     )
     lag = ReactorLag(reactor)
     endings = SessionEndCounts()
@@ -295,6 +300,9 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         web,
         control,
     ]
+    web6 = ipv6_listener(config, web, reactor, learner)  # type: ignore[arg-type]
+    if web6 is not None:
+        services.append(web6)
     if config.source is not None:
         reloader = Reloader(
             config.source.absolute(),

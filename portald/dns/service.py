@@ -8,6 +8,7 @@ from twisted.application.internet import TCPServer, UDPServer
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTCP, IReactorTime, IReactorUDP
+from twisted.internet.protocol import DatagramProtocol, ServerFactory
 from twisted.logger import Logger
 
 from portald.config import Config
@@ -16,6 +17,7 @@ from portald.dns.casing import CaseRandomiser, as_asked
 from portald.dns.policy import ActivityCallback
 from portald.dns.server import PortalDNSFactory, WalledGardenCallback
 from portald.dns.upstream import Forwarder
+from portald.learning6 import IPv6Learner, LearnFirst, LearningDatagrams
 from portald.neighbours import Neighbours
 from portald.refusals import Refusals
 from portald.table import AuthorizationTable
@@ -63,6 +65,8 @@ class DNSService(MultiService):
     @param refusals: where what DNS refuses is counted and logged.
     @param on_upstream_answer: if given, told the seconds each upstream
         answer took (the metrics' histogram).
+    @param learner: if given, a query to an IPv6 listener from a LAN
+        address nobody knows yet waits until the kernel was asked whose it is.
     @param on_activity: if given, called as C{on_activity(mac, received,
         sent)} for each answered query of a signed-in client (bytes of the
         query and of the answer): portald's own view of traffic, for idle
@@ -81,6 +85,7 @@ class DNSService(MultiService):
         on_activity: ActivityCallback | None = None,
         refusals: Refusals | None = None,
         on_upstream_answer: Callable[[float], None] | None = None,
+        learner: IPv6Learner | None = None,
     ) -> None:
         super().__init__()
         # What DNS refused (too many TCP connections, ...): portald's one
@@ -109,11 +114,14 @@ class DNSService(MultiService):
         self._dns_port = config.dns.port
         self._interfaces = [str(address) for address in config.dns_listen]
         for interface in self._interfaces:
-            udp = _UDPListener(
-                self._dns_port, self.factory.datagram_protocol(), interface=interface, reactor=reactor
-            )
+            datagrams: DatagramProtocol = self.factory.datagram_protocol()
+            streams: ServerFactory = self.factory
+            if learner is not None and ":" in interface:
+                # Who sent from an IPv6 address is asked of the kernel first.
+                datagrams, streams = LearningDatagrams(datagrams, learner), LearnFirst(streams, learner)
+            udp = _UDPListener(self._dns_port, datagrams, interface=interface, reactor=reactor)
             udp.setServiceParent(self)
-            tcp = _TCPListener(self._dns_port, self.factory, interface=interface, reactor=reactor)
+            tcp = _TCPListener(self._dns_port, streams, interface=interface, reactor=reactor)
             tcp.setServiceParent(self)
 
     def privilegedStartService(self) -> None:

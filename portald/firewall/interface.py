@@ -57,6 +57,13 @@ class IFirewall(IAuthorizationObserver):
         reads it.  A backend that counts nothing answers an empty mapping.
         """
 
+    def ipv6_devices() -> Deferred[Mapping[str, str]]:
+        """
+        Which device sent from each IPv6 address lately (address -> MAC), as
+        the kernel learned it from their packets; empty if the backend
+        learns nothing.  Fails if the kernel cannot be asked.
+        """
+
     def applied() -> Deferred[None]:
         """Fires once every change made to the table so far is in force."""
 

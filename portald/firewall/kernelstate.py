@@ -28,6 +28,8 @@ class KernelState:
     to_client: dict[str, Counter] = attrs.field(factory=dict)
     # Learned walled-garden address -> seconds until the kernel drops it.
     learned: dict[IPAddress, float] = attrs.field(factory=dict)
+    # IPv6 address -> the MAC the kernel saw sending from it (C{seen6}).
+    seen6: dict[str, str] = attrs.field(factory=dict)
 
 
 def _elements(set_object: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -45,6 +47,30 @@ def _elements(set_object: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def _counter(attributes: dict[str, Any]) -> Counter:
     counter = attributes.get("counter") or {}
     return Counter(int(counter.get("packets", 0)), int(counter.get("bytes", 0)))
+
+
+def _pairs(set_object: dict[str, Any]) -> dict[str, str]:
+    """A set of C{address . mac} as address -> MAC."""
+    pairs = {}
+    for element in set_object.get("elem", ()):
+        value = element["elem"]["val"] if isinstance(element, dict) and "elem" in element else element
+        address, mac = value["concat"]
+        pairs[str(address)] = str(mac)
+    return pairs
+
+
+def parse_seen6(text: bytes | str) -> dict[str, str]:
+    """
+    IPv6 address -> MAC from ``nft -j list set ... seen6``.
+
+    @raise UnreadableState: if C{text} is not that listing.
+    """
+    try:
+        items = json.loads(text)["nftables"]
+        sets = [item["set"] for item in items if isinstance(item, dict) and "set" in item]
+        return _pairs(sets[0]) if sets else {}
+    except (ValueError, KeyError, TypeError) as e:
+        raise UnreadableState(f"not an nft listing of seen6: {e}") from None
 
 
 def parse_kernel_state(text: bytes | str) -> KernelState:
@@ -70,6 +96,7 @@ def parse_kernel_state(text: bytes | str) -> KernelState:
             for name in ("walled_garden_dns4", "walled_garden_dns6")
             for value, a in _elements(sets.get(name, {}))
         }
+        seen6 = _pairs(sets.get("seen6", {}))
     except (ValueError, KeyError, TypeError) as e:
         raise UnreadableState(f"unexpected element in nft JSON output: {e}") from None
-    return KernelState(authorized, from_client, to_client, learned)
+    return KernelState(authorized, from_client, to_client, learned, seen6)

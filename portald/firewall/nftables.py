@@ -34,7 +34,7 @@ from portald.firewall.closing import BlockingRunner, TableLoadFailed, close_if_o
 from portald.firewall.counters import CounterOwnership
 from portald.firewall.garden import LearnedGarden
 from portald.firewall.interface import IFirewall
-from portald.firewall.kernelstate import KernelState, UnreadableState, parse_kernel_state
+from portald.firewall.kernelstate import KernelState, UnreadableState, parse_kernel_state, parse_seen6
 from portald.firewall.process import IProcessRunner, ProcessResult
 from portald.limits import Counters, CountersUnavailable, ITrafficSource
 from portald.table import AuthorizationTable, EndReason, IAllowListObserver, Session
@@ -42,6 +42,10 @@ from portald.table import AuthorizationTable, EndReason, IAllowListObserver, Ses
 log = Logger()
 
 __all__ = ["FirewallStats", "NftablesFirewall"]
+
+
+class CannotList(Exception):
+    """nft could not list a set (its message says why)."""
 
 
 @attrs.frozen
@@ -261,6 +265,19 @@ class NftablesFirewall(Service):
 
         return d.addCallback(counters)
 
+    def ipv6_devices(self) -> Deferred[Mapping[str, str]]:
+        d = self._runner.run(self._nft, ruleset.list_seen6(self.plan))
+
+        def parse(result: ProcessResult) -> Mapping[str, str]:
+            if not result.succeeded:
+                raise CannotList(result.message())
+            try:
+                return parse_seen6(result.stdout)
+            except UnreadableState as e:
+                raise CannotList(str(e)) from None
+
+        return d.addCallback(parse)
+
     def read_kernel(self) -> Deferred[KernelState | None]:
         """What the kernel's table holds now; C{None} if it cannot be read."""
         d = self._runner.run(self._nft, ["-j", "list", "table", "inet", self.plan.table])
@@ -334,7 +351,7 @@ class NftablesFirewall(Service):
         ]
         learned = self._garden.remaining(now)
         allowed = [device.mac for device in self._table.allowed()]
-        d = self._nft_apply(ruleset.ruleset(self.plan, clients, learned, self._leased, allowed))
+        d = self._nft_apply(ruleset.ruleset(self.plan, clients, learned, self._leased, allowed, before.seen6))
 
         def loaded(result: ProcessResult) -> ProcessResult:
             if result.succeeded:

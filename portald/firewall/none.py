@@ -46,6 +46,9 @@ class NoFirewall(Service):
     def read_counters(self) -> Deferred[Counters]:
         return succeed({})
 
+    def ipv6_devices(self) -> Deferred[Mapping[str, str]]:
+        return succeed({})
+
     def applied(self) -> Deferred[None]:
         return succeed(None)
 

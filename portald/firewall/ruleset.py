@@ -21,6 +21,12 @@ import attrs
 
 from portald.config import Config, GatewayService, IPAddress, IPNetwork
 
+# An IPv6 address stays its device's this long after its last packet
+# (privacy addresses are used for hours, then dropped), and the kernel
+# remembers at most this many.
+IPV6_ADDRESS_HELD = "1h"
+IPV6_ADDRESSES = 65536
+
 # nft keeps element timeouts in milliseconds; sub-second ones are rounded up.
 _MIN_TIMEOUT_MS = 1000
 
@@ -153,11 +159,14 @@ def ruleset(
     learned: Sequence[LearnedAddress] = (),
     leased: Mapping[str, str] | None = None,
     allowed: Iterable[str] | None = None,
+    seen6: Mapping[str, str] | None = None,
 ) -> str:
     """
     The whole table, replacing any older copy in one transaction.
     C{leased} maps each leased IPv4 address to its MAC (see L{lease});
-    C{allowed} is the always-allowed list (default: the configured one).
+    C{allowed} is the always-allowed list (default: the configured one);
+    C{seen6}, the IPv6 addresses the kernel had learned (kept across the
+    replacement, so that no device can take another's address meanwhile).
     """
     leased = dict(sorted((leased or {}).items(), key=lambda item: ipaddress.ip_address(item[0])))
     table = plan.qualified_table
@@ -253,6 +262,24 @@ def ruleset(
             "each leased address with the device it was leased to",
             (_leased_pair(ip, mac) for ip, mac in leased.items()),
         ),
+        _set(
+            "seen6",
+            "ipv6_addr . ether_addr",
+            "which device sent from which IPv6 address (learned from its packets)",
+            (_leased_pair(ip, mac) for ip, mac in sorted((seen6 or {}).items())),
+            ("dynamic", "timeout"),
+            f"timeout {IPV6_ADDRESS_HELD}",
+            f"size {IPV6_ADDRESSES}",
+        ),
+        _set(
+            "owned6",
+            "ipv6_addr",
+            "IPv6 addresses a device sent from: no other device may, until they time out",
+            sorted((seen6 or {}).keys()),
+            ("dynamic", "timeout"),
+            f"timeout {IPV6_ADDRESS_HELD}",
+            f"size {IPV6_ADDRESSES}",
+        ),
     ]
 
     dnat_dns = [
@@ -304,6 +331,13 @@ def ruleset(
                 f"iifname != {lan} return",
                 "ip saddr @leased_ips4 ip saddr . ether saddr != @leased4 "
                 'counter drop comment "not the device this address was leased to"',
+                # IPv6 addresses are made by devices, not leased: the first
+                # device to send from one holds it while it keeps using it.
+                # (Not "::": duplicate address detection sends from it.)
+                "ip6 saddr != :: ip6 saddr . ether saddr != @seen6 ip6 saddr @owned6 "
+                "counter drop comment \"another device's IPv6 address\"",
+                "ip6 saddr != :: update @seen6 { ip6 saddr . ether saddr } update @owned6 { ip6 saddr } "
+                'comment "portald asks this set who sent from an IPv6 address"',
             ],
             # Before the redirections (dstnat) and before routing decides
             # between portald (input) and the internet (forward).
@@ -370,6 +404,11 @@ def ruleset(
         + "\n".join(sets + chains)
         + "}\n"
     )
+
+
+def list_seen6(plan: FirewallPlan) -> list[str]:
+    """``nft`` arguments that list the IPv6 addresses the kernel learned (JSON)."""
+    return ["-j", "list", "set", "inet", plan.table, "seen6"]
 
 
 def remove_table(plan: FirewallPlan) -> str:

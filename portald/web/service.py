@@ -1,4 +1,4 @@
-"""The web part of portald, composed from the configuration: one TCP listener."""
+"""The web part of portald, composed from the configuration: its TCP listener (and one on portal.address6)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 from twisted.application.internet import TCPServer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from portald.auth.methods import authenticator_for
 from portald.config import Config
+from portald.learning6 import IPv6Learner, LearnFirst
 from portald.neighbours import Neighbours
 from portald.refusals import Refusals
 from portald.table import AuthorizationTable
@@ -106,15 +108,39 @@ class HTTPService(TCPServer):
 
     name = "http"
 
-    def __init__(self, web: PortalWeb, port: int, interface: str, reactor: IReactorTCP) -> None:
-        super().__init__(port, web.factory, interface=interface, reactor=reactor)
+    def __init__(
+        self, web: PortalWeb, port: int, interface: str, reactor: IReactorTCP, learner: IPv6Learner | None = None
+    ) -> None:
+        super().__init__(port, _learning(web, interface, learner), interface=interface, reactor=reactor)
         self.web = web
+
 
     def stopService(self) -> Any:
         result = super().stopService()
         self.web.interception.log.flush()
         log.info("since start: {summary}", summary=self.web.interception.summary())
         return result
+
+
+def _learning(web: PortalWeb, interface: str, learner: IPv6Learner | None) -> Factory:
+    """The portal's connections; on an IPv6 listener, an unknown guest's wait until the kernel was asked."""
+    if learner is not None and ":" in interface:
+        return LearnFirst(web.factory, learner)
+    return web.factory
+
+
+def ipv6_listener(
+    config: Config, web: HTTPService, reactor: IReactorTCP, learner: IPv6Learner | None
+) -> TCPServer | None:
+    """The portal on C{portal.address6} too, when C{http.listen} does not cover it."""
+    address = config.http_listen6
+    if address is None:
+        return None
+    listener = TCPServer(
+        config.http.port, _learning(web.web, str(address), learner), interface=str(address), reactor=reactor
+    )
+    listener.setName("http6")
+    return listener
 
 
 def web_service(
@@ -126,6 +152,7 @@ def web_service(
     enforced: Callable[[], Deferred[None]] | None = None,
     last_ending: LastEnding | None = None,
     refusals: Refusals | None = None,
+    learner: IPv6Learner | None = None,
 ) -> HTTPService:
     """
     The web part on C{reactor} (its clock, and its TCP for the listener);
@@ -133,4 +160,4 @@ def web_service(
     """
     hooks = PortalHooks(usage, enforced, last_ending)
     web = PortalWeb(config, table, neighbours, reactor, hooks, refusals)
-    return HTTPService(web, config.http.port, str(config.http_listen), reactor)  # type: ignore[arg-type]
+    return HTTPService(web, config.http.port, str(config.http_listen), reactor, learner)  # type: ignore[arg-type]
