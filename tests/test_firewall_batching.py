@@ -78,7 +78,11 @@ class Harness:
         return [c for c in self.clock.getDelayedCalls() if getattr(c.func, "__self__", None) in mine]
 
     def nft_running(self) -> list[Invocation]:
-        return [i for i in self.runner.running() if i.executable == NFT]
+        """The nft commands that change the kernel (not the listings of what it learned)."""
+        return [i for i in self.runner.running() if i.executable == NFT and i.args[:3] != ("-j", "list", "set")]
+
+    def seen6_listings(self) -> list[Invocation]:
+        return [i for i in self.runner.running() if i.args == ("-j", "list", "set", "inet", "portald", "seen6")]
 
     def only_nft(self) -> Invocation:
         running = self.nft_running()
@@ -195,6 +199,29 @@ def test_connections_are_flushed_only_after_the_authorization_is_in_the_kernel()
     # conntrack says 1 when there was nothing to flush: not a failure.
     flush[0].finish(1, stderr=b"conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n")
     assert h.firewall.stats.conntrack_failures == 0
+
+
+def test_a_sign_out_ends_the_connections_of_every_ipv6_address_the_device_used() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    for flush in h.conntrack_running():
+        flush.finish(0)
+    h.table.deauthorize(MAC1, EndReason.LOGOUT)
+    h.clock.advance(0)
+    assert h.seen6_listings() == []  # not before the revoke is in the kernel
+    h.only_nft().finish(0)
+    seen = [
+        {"elem": {"val": {"concat": [address, mac]}, "expires": 3500}}
+        for address, mac in (("2001:db8:1::a", MAC1), ("2001:db8:1::b", MAC2), ("fe80::1", MAC1))
+    ]
+    listing = json.dumps({"nftables": [{"set": {"name": "seen6", "elem": seen}}]}).encode()
+    (read,) = h.seen6_listings()
+    read.finish(0, stdout=listing)
+    flushed = sorted(i.args for i in h.conntrack_running())
+    assert flushed == [("-D", "-s", "192.0.2.10"), ("-D", "-s", "2001:db8:1::a"), ("-D", "-s", "fe80::1")]
 
 
 def test_a_failed_conntrack_is_counted_and_logged() -> None:

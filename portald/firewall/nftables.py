@@ -25,6 +25,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from portald.config import Config
@@ -54,6 +55,8 @@ class _Change:
 
     lines: tuple[str, ...]
     flush: tuple[str, ...] = ()
+    # Devices whose IPv6 connections to flush too (every address the kernel saw them use).
+    flush_devices: tuple[str, ...] = ()
 
 
 def _batch_text(changes: Iterable[_Change]) -> str:
@@ -191,7 +194,8 @@ class NftablesFirewall(Service):
         # and connections.  Flushing after the revoke makes this device's
         # open connections fail at once (reset by the portal), not hang.
         lines = ruleset.revoke(self.plan, session.mac, sign_out.counter)
-        self.queue.add(_Change(tuple(lines), (sign_out.address,) if sign_out.counter is not None else ()))
+        flush = (sign_out.address,) if sign_out.counter is not None else ()
+        self.queue.add(_Change(tuple(lines), flush, (session.mac,)))
 
     def _timeout(self, session: Session) -> float | None:
         return session.remaining(self._clock.seconds())
@@ -376,6 +380,20 @@ class NftablesFirewall(Service):
 
     def took_effect(self, changes: Sequence[_Change]) -> None:
         self._flush_connections(ip for change in changes for ip in change.flush)
+        devices = {mac for change in changes for mac in change.flush_devices}
+        if devices:
+            self._flush_ipv6_of(devices)
+
+    def _flush_ipv6_of(self, devices: set[str]) -> None:
+        """Each IPv6 address the kernel saw C{devices} send from: its connections end too."""
+
+        def flush(seen: Mapping[str, str]) -> None:
+            self._flush_connections(sorted(ip for ip, mac in seen.items() if mac in devices))
+
+        def failed(failure: Failure) -> None:
+            log.warn("cannot flush IPv6 connections: {error}", error=failure.getErrorMessage())
+
+        self.ipv6_devices().addCallbacks(flush, failed)
 
     def _nft_apply(self, text: str) -> Deferred[ProcessResult]:
         return self._runner.run(self._nft, ["-f", "-"], text.encode("utf-8"))
