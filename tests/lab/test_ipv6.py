@@ -12,9 +12,11 @@ import re
 import sys
 
 from tests.lab.daemon import start_portald
-from tests.lab.internet import start_internet
-from tests.lab.netlab import Client, wait_for
+from tests.lab.internet import WEB_ADDRESS, Internet, start_internet
+from tests.lab.netlab import GATEWAY_ADDRESS, LAN, Client, DHCPServer, wait_for
 from tests.lab.test_enforcement import (
+    curl,
+    form_token,
     sign_in,
     sign_out,
     status,
@@ -65,7 +67,8 @@ def uploads_counted(lab, mac: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def test_ipv6_is_closed_before_sign_in_and_open_for_every_address_after(lab) -> None:
+def phones_on_dual_stack(lab) -> tuple[Internet, Client, Client, DHCPServer]:
+    """Two phones with IPv4 leases and SLAAC addresses (a stable and a temporary one each)."""
     net = start_internet(lab)
     dual_stack(lab)
     phone, other = lab.client("c1"), lab.client("c2")
@@ -79,6 +82,11 @@ def test_ipv6_is_closed_before_sign_in_and_open_for_every_address_after(lab) -> 
     for client in (phone, other):
         wait_for(lambda c=client: len(global_addresses(c)) >= 2, 20, what="a stable and a temporary address")
         client.dhclient()
+    return net, phone, other, dhcp
+
+
+def test_ipv6_is_closed_before_sign_in_and_open_for_every_address_after(lab) -> None:
+    net, phone, other, dhcp = phones_on_dual_stack(lab)
     addresses = global_addresses(phone)
     # Without portald the gateway forwards IPv6 like anything else.
     assert web6(other, global_addresses(other)[0]) == "200"
@@ -109,4 +117,76 @@ def test_ipv6_is_closed_before_sign_in_and_open_for_every_address_after(lab) -> 
     # --- signed out: closed again ---
     sign_out(phone)
     wait_for(lambda: web6(phone, addresses[0]) == "curl exit 28", 5, what="the phone to be cut off")
+    assert "Traceback" not in portal.log()
+
+
+PORTAL6 = ["-g", "-H", "Host: portal.example", f"http://[{GATEWAY6}]"]
+
+
+def dig6(client: Client, source: str, name: str = "example.test") -> str:
+    """An A query to portald's IPv6 address, sent from C{source}."""
+    argv = ["dig", "+short", "+time=1", "+tries=1", "-b", source, f"@{GATEWAY6}", name, "A"]
+    return client.run(argv, check=False).stdout.strip()
+
+
+def portal6(client: Client, source: str, path: str) -> str:
+    return curl(client, "--interface", source, *PORTAL6[:-1], PORTAL6[-1] + path).stdout
+
+
+def sign_in6(client: Client, source: str) -> None:
+    """Click-through over IPv6 only, from C{source}."""
+    landing = portal6(client, source, "/")
+    result = curl(
+        client, "--interface", source, "-o", "/dev/null", "-w", "%{http_code}", *PORTAL6[:-1],
+        PORTAL6[-1] + "/login", "--data-urlencode", f"csrf={form_token(landing)}", "--data-urlencode", "accept=yes",
+    )  # fmt: skip
+    assert result.stdout in ("200", "303"), result
+
+
+def spoofing_drops(lab) -> int:
+    chain = lab.gateway().run(["nft", "list", "chain", "inet", f"{lab.prefix}_portald", "spoofing"]).stdout
+    match = re.search(r"@owned6 counter packets (\d+)", chain)
+    assert match, chain
+    return int(match.group(1))
+
+
+def test_ipv6_guests_are_known_by_their_device_in_dns_and_on_the_portal(lab) -> None:
+    net, phone, other, dhcp = phones_on_dual_stack(lab)
+    settings = {
+        "portal": {"address6": GATEWAY6, "subnets": [str(LAN), f"{LAN6}/64"]},
+        "dns": {"listen": [GATEWAY_ADDRESS, GATEWAY6]},
+    }
+    portal = start_portald(lab, lease_file=dhcp.lease_file, upstream=[net.dns], settings=settings)
+    wait_for_leases(phone, other)
+    wait_for_enforcement(lab)
+    phone6, other6 = global_addresses(phone), global_addresses(other)
+
+    # --- captive, over IPv6: the portal's answer, and the portal knows the device ---
+    for source in phone6:
+        assert dig6(phone, source) == GATEWAY_ADDRESS, source
+    assert "csrf" in portal6(other, other6[0], "/")  # its MAC, so the sign-in form
+
+    # --- signed in over IPv4: its IPv6 queries are its own, forwarded ---
+    sign_in(phone)
+    for source in phone6:
+        wait_for(lambda s=source: dig6(phone, s) == WEB_ADDRESS, 5, what=f"forwarded DNS from {source}")
+    assert dig6(other, other6[0]) == GATEWAY_ADDRESS  # the other phone is still captive
+
+    # --- signing in over IPv6 only: by the device, so its IPv4 gets out too ---
+    sign_in6(other, other6[1])
+    wait_for(lambda: web6(other, other6[0]) == "200", 5, what="the other phone's IPv6 to get out")
+    assert status(other, f"http://{WEB_ADDRESS}/") == "200"
+    assert dig6(other, other6[0]) == WEB_ADDRESS
+    assert "csrf" in portal6(other, other6[1], "/status")  # its status page, with a sign-out form
+
+    # --- a device that takes a signed-in phone's IPv6 address reaches nothing ---
+    sign_out(other)
+    before = spoofing_drops(lab)
+    other.run(["ip", "addr", "add", f"{phone6[0]}/64", "dev", "eth0", "nodad"])
+    assert "timed out" in dig6(other, phone6[0])
+    assert web6(other, phone6[0]) == "curl exit 28"
+    assert spoofing_drops(lab) > before
+    # The phone itself is unaffected.
+    assert dig6(phone, phone6[0]) == WEB_ADDRESS
+    assert web6(phone, phone6[0]) == "200"
     assert "Traceback" not in portal.log()
