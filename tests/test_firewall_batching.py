@@ -222,6 +222,13 @@ def test_a_sign_out_ends_the_connections_of_every_ipv6_address_the_device_used()
     read.finish(0, stdout=listing)
     flushed = sorted(i.args for i in h.conntrack_running())
     assert flushed == [("-D", "-s", "192.0.2.10"), ("-D", "-s", "2001:db8:1::a"), ("-D", "-s", "fe80::1")]
+    # Its IPv6 addresses are counted afresh at its next sign-in.
+    h.clock.advance(0)
+    forget = h.only_nft().text
+    for address in ("2001:db8:1::a", "fe80::1"):
+        for name in ("signed_in6", "bytes_to_client6"):
+            assert f"delete element inet portald {name} {{ {address} }}" in forget
+    assert "2001:db8:1::b" not in forget
 
 
 def test_a_failed_conntrack_is_counted_and_logged() -> None:

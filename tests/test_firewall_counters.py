@@ -138,3 +138,43 @@ def test_after_a_whole_load_the_live_sessions_are_read() -> None:
     login = session(MAC1, "192.0.2.10")
     counters.loaded([login])
     assert counters.readings(sent(MAC1), {"192.0.2.10": Counter(1, 100)}) == {MAC1: (1, 100)}
+
+
+# --- a device's other IPv6 addresses ---
+
+A6, B6, C6 = "2001:db8:1::a", "2001:db8:1::b", "2001:db8:1::c"
+
+
+def test_every_ipv6_address_a_device_sent_from_adds_to_its_downloads() -> None:
+    counters = CounterOwnership()
+    counters.signed_in(session(MAC1, "192.0.2.10"))
+    counters.signed_in(session(MAC2, "192.0.2.11"))
+    seen6 = {A6: MAC1, B6: MAC1, C6: MAC2}
+    first = {"192.0.2.10": Counter(1, 100), A6: Counter(1, 700)}
+    assert counters.readings(sent(MAC1, MAC2), first, seen6) == {MAC1: (1, 800), MAC2: (1, 0)}
+    later = {"192.0.2.10": Counter(2, 200), A6: Counter(2, 1700), B6: Counter(1, 300), C6: Counter(1, 50)}
+    assert counters.readings(sent(MAC1, MAC2), later, seen6) == {MAC1: (1, 2200), MAC2: (1, 50)}
+
+
+def test_an_ipv6_reading_never_goes_down() -> None:
+    counters = CounterOwnership()
+    counters.signed_in(session(MAC1, "192.0.2.10"))
+    seen6 = {A6: MAC1}
+    assert counters.readings(sent(MAC1), {A6: Counter(1, 0)}, seen6) == {MAC1: (1, 0)}
+    assert counters.readings(sent(MAC1), {A6: Counter(1, 900)}, seen6) == {MAC1: (1, 900)}
+    # The address stopped being used (gone from seen6 and its counter): it keeps its 900.
+    assert counters.readings(sent(MAC1), {}, {}) == {MAC1: (1, 900)}
+    # The kernel forgot the address and counts it again from 0.
+    assert counters.readings(sent(MAC1), {A6: Counter(1, 40)}, seen6) == {MAC1: (1, 940)}
+
+
+def test_a_new_session_reads_its_ipv6_afresh_and_its_own_address_once() -> None:
+    counters = CounterOwnership()
+    counters.signed_in(session(MAC1, A6))  # signed in over IPv6
+    seen6 = {A6: MAC1, B6: MAC1}
+    got = counters.readings(sent(MAC1), {A6: Counter(1, 500), B6: Counter(1, 110)}, seen6)
+    assert got == {MAC1: (1, 610)}  # A6 counted as its sign-in address only
+    counters.signed_out(session(MAC1, A6))
+    counters.signed_in(session(MAC1, "192.0.2.10"))
+    # The kernel counts B6 afresh once the device is back (its sign-out forgot it).
+    assert counters.readings(sent(MAC1), {B6: Counter(1, 30)}, seen6) == {MAC1: (1, 30)}

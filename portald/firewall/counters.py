@@ -8,6 +8,12 @@ L{CounterOwnership} gives every counted address one owner, the signed-in
 device whose downloads it holds, and remembers each device's last reading so
 that a move carries it on.
 
+A device's other IPv6 addresses (SLAAC and privacy addresses, which it
+makes itself) are counted too: the kernel counts every IPv6 address that
+answers go to once a signed-in device sent from it, and learns which
+device sends from which (C{seen6});
+L{IPv6Downloads} adds those counters up per device.
+
 Pure bookkeeping, no reactor and no I/O: it answers which counters to
 create, carry on or forget, and the backend turns that into nft commands.
 """
@@ -61,6 +67,70 @@ def _new_address(session: Session, counted: str, now_at: frozenset[str]) -> str:
     return min(now_at, key=lambda address: ((":" in address) != v6, address))
 
 
+@attrs.define
+class _Tally:
+    """One signed-in device's IPv6 counters as last read."""
+
+    last: dict[str, int] = attrs.field(factory=dict)
+    # What addresses whose counters started again had counted before.
+    earlier: int = 0
+
+    def read(self, address: str, value: int) -> None:
+        last = self.last.get(address, 0)
+        if value < last:
+            # The kernel forgot the address (an hour unused) and counts it afresh.
+            self.earlier += last
+        self.last[address] = value
+
+    def total(self) -> int:
+        return self.earlier + sum(self.last.values())
+
+
+class IPv6Downloads:
+    """
+    What each signed-in device received at the IPv6 addresses the kernel saw
+    it send from.  The kernel counts an address only once a signed-in device
+    sent from it (C{signed_in6}), and forgets it when the device signs out,
+    so every count is the session's.  A reading never goes down: an address
+    the device stopped using keeps what it counted.
+    """
+
+    def __init__(self) -> None:
+        self._tallies: dict[str, _Tally] = {}
+
+    def signed_in(self, mac: str) -> None:
+        self._tallies[mac] = _Tally()
+
+    def signed_out(self, mac: str) -> None:
+        self._tallies.pop(mac, None)
+
+    def keep_only(self, macs: Iterable[str]) -> None:
+        """After a whole load: the signed-in devices now (the kernel kept their counters)."""
+        live = set(macs)
+        self._tallies = {mac: t for mac, t in self._tallies.items() if mac in live}
+        for mac in live - self._tallies.keys():
+            self._tallies[mac] = _Tally()
+
+    def reading(self, mac: str, addresses: Iterable[str], counters: Mapping[str, Counter]) -> int:
+        """C{mac}'s IPv6 downloads from the C{counters} of C{addresses} (those it sent from)."""
+        tally = self._tallies.get(mac)
+        if tally is None:
+            return 0
+        for address in addresses:
+            counter = counters.get(address)
+            if counter is not None:
+                tally.read(address, counter.bytes)
+        return tally.total()
+
+
+def by_device(seen6: Mapping[str, str]) -> dict[str, list[str]]:
+    """The kernel's IPv6 address -> MAC map, as MAC -> its addresses."""
+    addresses: dict[str, list[str]] = {}
+    for address, mac in seen6.items():
+        addresses.setdefault(mac, []).append(address)
+    return addresses
+
+
 class CounterOwnership:
     """The signed-in devices the kernel was told of, and the owner of each counted address."""
 
@@ -74,6 +144,7 @@ class CounterOwnership:
         self._owner: dict[str, str] = {}
         # MAC -> its download counter as last read (carried to a new address).
         self._downloaded: dict[str, Counter] = {}
+        self._ipv6 = IPv6Downloads()
 
     # --- the table's changes ---
 
@@ -86,6 +157,7 @@ class CounterOwnership:
         self._moved.pop(session.mac, None)
         self._downloaded.pop(session.mac, None)
         self._sessions[session.mac] = session
+        self._ipv6.signed_in(session.mac)
         forget = None
         if before is not None and before != session.ip and before not in self._owner:
             forget = parse_address(before)
@@ -101,6 +173,7 @@ class CounterOwnership:
         """C{session} ended.  An address another signed-in device now has keeps its counter."""
         self._sessions.pop(session.mac, None)
         self._downloaded.pop(session.mac, None)
+        self._ipv6.signed_out(session.mac)
         address = self._moved.pop(session.mac, session.ip)
         counter = parse_address(address) if self._let_go(address, session.mac) else None
         return SignOut(address=address, counter=counter)
@@ -131,12 +204,18 @@ class CounterOwnership:
 
     # --- the kernel's counters ---
 
-    def readings(self, from_client: Mapping[str, Counter], to_client: Mapping[str, Counter]) -> dict:
+    def readings(
+        self,
+        from_client: Mapping[str, Counter],
+        to_client: Mapping[str, Counter],
+        seen6: Mapping[str, str] | None = None,
+    ) -> dict:
         """
         Each signed-in device's (bytes sent, bytes received) from the kernel's
-        counters by MAC and by address.  A device not in the kernel yet is
-        left out.
+        counters by MAC and by address, its other IPv6 addresses (C{seen6})
+        included.  A device not in the kernel yet is left out.
         """
+        addresses6 = by_device(seen6 or {})
         result = {}
         for mac, session in self._sessions.items():
             sent = from_client.get(mac)
@@ -153,7 +232,9 @@ class CounterOwnership:
                 received = self._downloaded.get(mac)
             else:
                 self._downloaded[mac] = received
-            result[mac] = (sent.bytes, received.bytes if received is not None else 0)
+            others = [address for address in addresses6.get(mac, ()) if address != at]
+            received6 = self._ipv6.reading(mac, others, to_client)
+            result[mac] = (sent.bytes, (received.bytes if received is not None else 0) + received6)
         return result
 
     # --- whole loads ---
@@ -174,6 +255,7 @@ class CounterOwnership:
         """A whole load succeeded; C{sessions} are the table's now (a login made meanwhile included)."""
         self._sessions = {s.mac: s for s in sessions}
         self._moved = {mac: ip for mac, ip in self._moved.items() if mac in self._sessions}
+        self._ipv6.keep_only(self._sessions)
         self._claim_unowned(list(self._sessions.values()))
 
     # --- ownership ---

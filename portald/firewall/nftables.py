@@ -265,7 +265,7 @@ class NftablesFirewall(Service):
         def counters(state: KernelState | None) -> Counters:
             if state is None:
                 raise CountersUnavailable(f"cannot read {self.plan.qualified_table}")
-            return self._counters.readings(state.from_client, state.to_client)
+            return self._counters.readings(state.from_client, state.to_client, state.seen6)
 
         return d.addCallback(counters)
 
@@ -355,7 +355,13 @@ class NftablesFirewall(Service):
         ]
         learned = self._garden.remaining(now)
         allowed = [device.mac for device in self._table.allowed()]
-        d = self._nft_apply(ruleset.ruleset(self.plan, clients, learned, self._leased, allowed, before.seen6))
+        to_client6 = {address: c for address, c in before.to_client.items() if ":" in address}
+        macs = {session.mac for session in sessions}
+        signed_in6 = [address for address, mac in before.seen6.items() if mac in macs]
+        table = ruleset.ruleset(
+            self.plan, clients, learned, self._leased, allowed, before.seen6, to_client6, signed_in6
+        )
+        d = self._nft_apply(table)
 
         def loaded(result: ProcessResult) -> ProcessResult:
             if result.succeeded:
@@ -385,10 +391,14 @@ class NftablesFirewall(Service):
             self._flush_ipv6_of(devices)
 
     def _flush_ipv6_of(self, devices: set[str]) -> None:
-        """Each IPv6 address the kernel saw C{devices} send from: its connections end too."""
+        """Signed out: each IPv6 address the kernel saw C{devices} send from ends its connections too."""
 
         def flush(seen: Mapping[str, str]) -> None:
-            self._flush_connections(sorted(ip for ip, mac in seen.items() if mac in devices))
+            addresses = sorted(ip for ip, mac in seen.items() if mac in devices and not self._table.is_authorized(mac))
+            self._flush_connections(addresses)
+            # Counted afresh from the device's next sign-in.
+            if addresses:
+                self.queue.add(_Change(tuple(ruleset.forget_ipv6(self.plan, addresses))))
 
         def failed(failure: Failure) -> None:
             log.warn("cannot flush IPv6 connections: {error}", error=failure.getErrorMessage())

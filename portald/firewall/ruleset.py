@@ -160,15 +160,22 @@ def ruleset(
     leased: Mapping[str, str] | None = None,
     allowed: Iterable[str] | None = None,
     seen6: Mapping[str, str] | None = None,
+    to_client6: Mapping[str, Counter] | None = None,
+    signed_in6: Iterable[str] = (),
 ) -> str:
     """
     The whole table, replacing any older copy in one transaction.
     C{leased} maps each leased IPv4 address to its MAC (see L{lease});
     C{allowed} is the always-allowed list (default: the configured one);
     C{seen6}, the IPv6 addresses the kernel had learned (kept across the
-    replacement, so that no device can take another's address meanwhile).
+    replacement, so that no device can take another's address meanwhile);
+    C{to_client6}, the IPv6 addresses' download counters, and
+    C{signed_in6}, the addresses signed-in devices sent from, carried over.
     """
     leased = dict(sorted((leased or {}).items(), key=lambda item: ipaddress.ip_address(item[0])))
+    counted6 = dict(to_client6 or {})
+    # A signed-in client's own address: its counter as the session has it.
+    counted6.update((str(c.ip), c.to_client) for c in authorized if c.ip is not None and c.ip.version == 6)
     table = plan.qualified_table
     lan = f'"{plan.interface}"'
     garden4 = sorted((n for n in plan.walled_garden if n.version == 4), key=lambda n: n.network_address)
@@ -212,10 +219,21 @@ def ruleset(
         _set(
             "bytes_to_client6",
             "ipv6_addr",
-            "traffic each signed-in client received (by IPv6 address)",
-            (_counted(str(c.ip), c.to_client) for c in authorized if c.ip is not None and c.ip.version == 6),
-            (),
+            "traffic to each IPv6 address (added to its device's by portald)",
+            (_counted(address, counter) for address, counter in sorted(counted6.items())),
+            ("dynamic", "timeout"),
             "counter",
+            f"timeout {IPV6_ADDRESS_HELD}",
+            f"size {IPV6_ADDRESSES}",
+        ),
+        _set(
+            "signed_in6",
+            "ipv6_addr",
+            "IPv6 addresses signed-in devices sent from: answers to them are counted",
+            sorted(signed_in6),
+            ("dynamic", "timeout"),
+            f"timeout {IPV6_ADDRESS_HELD}",
+            f"size {IPV6_ADDRESSES}",
         ),
         _set(
             "walled_garden4",
@@ -380,7 +398,7 @@ def ruleset(
         _chain(
             "signed_in",
             "count a signed-in client's traffic, then let it out",
-            ["ether saddr @bytes_from_client", "accept"],
+            ["ether saddr @bytes_from_client", "meta nfproto ipv6 update @signed_in6 { ip6 saddr }", "accept"],
         ),
         _chain(
             "to_clients",
@@ -393,7 +411,12 @@ def ruleset(
         _chain(
             "answers",
             "count an answer for a signed-in client, then let it in",
-            ["ip daddr @bytes_to_client4", "ip6 daddr @bytes_to_client6", "accept"],
+            [
+                "ip daddr @bytes_to_client4",
+                # Every IPv6 address a signed-in device makes gets its counter here.
+                "ip6 daddr @signed_in6 update @bytes_to_client6 { ip6 daddr }",
+                "accept",
+            ],
         ),
     ]
     return (
@@ -409,6 +432,14 @@ def ruleset(
 def list_seen6(plan: FirewallPlan) -> list[str]:
     """``nft`` arguments that list the IPv6 addresses the kernel learned (JSON)."""
     return ["-j", "list", "set", "inet", plan.table, "seen6"]
+
+
+def forget_ipv6(plan: FirewallPlan, addresses: Iterable[str]) -> list[str]:
+    """A signed-out device's IPv6 addresses: no longer counted, their counters gone."""
+    lines = []
+    for address in addresses:
+        lines += _remove(plan, "signed_in6", address) + _remove(plan, "bytes_to_client6", address)
+    return lines
 
 
 def remove_table(plan: FirewallPlan) -> str:

@@ -190,3 +190,22 @@ def test_ipv6_guests_are_known_by_their_device_in_dns_and_on_the_portal(lab) -> 
     assert dig6(phone, phone6[0]) == WEB_ADDRESS
     assert web6(phone, phone6[0]) == "200"
     assert "Traceback" not in portal.log()
+
+
+def test_downloads_at_every_ipv6_address_count_toward_the_quota(lab) -> None:
+    net, phone, other, dhcp = phones_on_dual_stack(lab)
+    (lab.tmp / "big.bin").write_bytes(bytes(3 * 1024 * 1024))
+    settings = {"sessions": {"quota": "2MB", "sample_interval": "500ms"}}
+    portal = start_portald(lab, lease_file=dhcp.lease_file, upstream=[net.dns], settings=settings)
+    wait_for_leases(phone)
+    wait_for_enforcement(lab)
+    sign_in(phone)  # over IPv4: its IPv6 addresses are its own by MAC
+    stable, temporary = global_addresses(phone)[:2]
+    wait_for(lambda: web6(phone, stable) == "200", 5, what="the phone's IPv6 to get out")
+    # 3 MB over a privacy address, which no lease names: the quota is spent.
+    assert status(phone, "--interface", temporary, "-g", f"http://[{WEB6}]/big.bin") == "200"
+    ended = f"deauthorized {phone.mac('eth0')}"
+    wait_for(lambda: ended in portal.log(), 10, what="the quota to end the session")
+    assert "quota" in portal.log().split(ended, 1)[1].splitlines()[0]
+    assert web6(phone, stable) == "curl exit 28"
+    assert "Traceback" not in portal.log()
