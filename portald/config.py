@@ -26,7 +26,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LEASE_FORMATS = ("dnsmasq", "isc-dhcpd", "kea")
-AUTH_METHODS = ("click-through", "access-code")
+AUTH_METHODS = ("click-through", "access-code", "voucher")
+WHEN_FULL = ("refuse", "replace-oldest")
 FIREWALL_BACKENDS = ("none", "nftables")
 ON_STOP_CHOICES = ("keep", "remove")
 LOG_FORMATS = ("text", "json")
@@ -554,6 +555,21 @@ class LeaseSettings:
 
 
 @attrs.frozen
+class WayIn:
+    """
+    One way to sign in on the portal page, with its own session settings
+    (each unset one is the C{sessions} section's).
+    """
+
+    method: str = setting(choice(*AUTH_METHODS))
+    label: str | None = setting(optional(parse_text), None, doc="its form's heading when there are several")
+    codes: tuple[str, ...] = setting(list_of(parse_text), ())
+    timeout: float | None = setting(optional(positive_duration), None)
+    idle_timeout: float | None = setting(optional(parse_duration), None)
+    quota: int | None = setting(optional(parse_byte_size), None)
+
+
+@attrs.frozen
 class AuthSettings:
     method: str = setting(choice(*AUTH_METHODS), "click-through")
     codes: tuple[str, ...] = setting(list_of(parse_text), ())
@@ -561,6 +577,17 @@ class AuthSettings:
     max_attempts: int = setting(positive_int, 5)
     max_attempts_total: int = setting(positive_int, 30, doc="code evaluations per window, all devices")
     attempt_window: float = setting(positive_duration, 60.0)
+    methods: tuple[WayIn, ...] = setting(list_of(section(WayIn)), (), doc="several ways in, side by side")
+
+
+@attrs.frozen
+class VoucherSettings:
+    when_full: str = setting(
+        choice(*WHEN_FULL), "refuse", doc="a voucher on its most devices: refuse, or end its oldest session"
+    )
+    # The key vouchers are hashed with, kept apart from the database (a
+    # stolen database gives no code away).  Default: next to the database.
+    key_file: Path | None = setting(optional(parse_path), None)
 
 
 @attrs.frozen
@@ -629,6 +656,7 @@ class Config:
     dns: DNSSettings = setting(section(DNSSettings), DNSSettings())
     http: HTTPSettings = setting(section(HTTPSettings), HTTPSettings())
     auth: AuthSettings = setting(section(AuthSettings), AuthSettings())
+    vouchers: VoucherSettings = setting(section(VoucherSettings), VoucherSettings())
     sessions: SessionSettings = setting(section(SessionSettings), SessionSettings())
     firewall: FirewallSettings = setting(section(FirewallSettings), FirewallSettings())
     state: StateSettings = setting(section(StateSettings), StateSettings())
@@ -666,6 +694,23 @@ class Config:
     def session_timeout(self) -> float:
         """The hard session length for the configured login method."""
         return self.auth.timeout if self.auth.timeout is not None else self.sessions.timeout
+
+    def ways_in(self) -> tuple[WayIn, ...]:
+        """The ways to sign in, in the page's order: C{auth.methods}, or the one C{auth.method}."""
+        if self.auth.methods:
+            return self.auth.methods
+        return (WayIn(method=self.auth.method, codes=self.auth.codes, timeout=self.auth.timeout),)
+
+    def session_settings(self, way: WayIn) -> tuple[float, float | None, int | None]:
+        """(hard length, idle timeout or None, quota or None) of a session that C{way} begins."""
+        sessions = self.sessions
+        idle = way.idle_timeout if way.idle_timeout is not None else sessions.idle_timeout
+        quota = way.quota if way.quota is not None else sessions.quota
+        return (way.timeout or sessions.timeout, idle or None, quota or None)
+
+    @property
+    def voucher_key_file(self) -> Path:
+        return self.vouchers.key_file or self.state.database.with_name("vouchers.key")
 
 
 # --- the loader ---------------------------------------------------------------------
@@ -723,6 +768,19 @@ def _check_consistency(config: Config, lines: dict[str, int]) -> None:
             )
     if config.auth.method == "access-code" and not config.auth.codes:
         raise fail("auth.method", "access-code needs at least one code in auth.codes")
+    if config.auth.methods:
+        for key in ("auth.method", "auth.codes", "auth.timeout"):
+            if key in lines:
+                raise fail(key, "expected either auth.methods (several ways in) or auth.method, not both")
+        seen: set[str] = set()
+        for index, way in enumerate(config.auth.methods):
+            if way.method in seen:
+                raise fail(f"auth.methods[{index}].method", f"{way.method} is listed twice")
+            seen.add(way.method)
+            if way.method == "access-code" and not way.codes:
+                raise fail(f"auth.methods[{index}].codes", "access-code needs at least one code")
+            if way.method != "access-code" and way.codes:
+                raise fail(f"auth.methods[{index}].codes", f"codes are for access-code, not {way.method}")
     if config.firewall.backend == "nftables":
         # The firewall sends captive clients' DNS and HTTP to portal.address:
         # something must listen there.
@@ -754,6 +812,9 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         http=attrs.evolve(config.http, theme=theme),
         state=attrs.evolve(config.state, database=resolve(config.state.database)),
         control=attrs.evolve(config.control, socket=resolve(config.control.socket)),
+        vouchers=attrs.evolve(
+            config.vouchers, key_file=resolve(config.vouchers.key_file) if config.vouchers.key_file else None
+        ),
     )
 
 

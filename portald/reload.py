@@ -41,6 +41,8 @@ LIVE_KEYS = frozenset(
         "auth.method",
         "auth.codes",
         "auth.timeout",
+        "auth.methods",
+        "vouchers.when_full",
         "sessions.timeout",
         "sessions.idle_timeout",
         "sessions.quota",

@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import attrs
@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from portald.table import AllowedDevice, EndReason, ISessionJournal, JournalRefused, Session
+from portald.vouchers.book import IVoucherStore, Voucher
 
 log = Logger()
 
@@ -58,6 +59,22 @@ MIGRATIONS: tuple[str, ...] = (
         note TEXT,
         added REAL NOT NULL
     );
+    """,
+    # Vouchers, by the keyed hash of their code (never the code).
+    """
+    CREATE TABLE vouchers (
+        digest TEXT PRIMARY KEY,
+        batch TEXT NOT NULL,
+        note TEXT NOT NULL,
+        duration REAL NOT NULL,
+        devices INTEGER NOT NULL,
+        quota INTEGER,
+        valid_until REAL,
+        created REAL NOT NULL,
+        first_used REAL,
+        revoked REAL
+    );
+    CREATE INDEX voucher_by_batch ON vouchers (batch);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -104,7 +121,7 @@ class SessionRecord:
         return attrs.asdict(self)
 
 
-@implementer(ISessionJournal)
+@implementer(ISessionJournal, IVoucherStore)
 class SessionStore:
     """
     The session database.  Open it with L{SessionStore.open}.
@@ -312,6 +329,49 @@ class SessionStore:
 
     def record_disallowed(self, mac: str) -> None:
         self._transaction(lambda: self._db.execute("DELETE FROM allowed WHERE mac = ?", (mac,)))
+
+    # --- vouchers ---
+
+    def vouchers(self) -> list[Voucher]:
+        if self.schema < 3:
+            return []
+        rows = self._db.execute(
+            "SELECT digest, batch, duration, devices, created, note, valid_until, quota, first_used, revoked "
+            "FROM vouchers"
+        ).fetchall()
+        return [Voucher(*row) for row in rows]
+
+    def record_vouchers(self, vouchers: Sequence[Voucher]) -> None:
+        rows = [
+            (v.digest, v.batch, v.note, v.duration, v.devices, v.quota, v.valid_until, v.created)
+            for v in vouchers
+        ]
+        self._transaction(
+            lambda: self._db.executemany(
+                "INSERT INTO vouchers (digest, batch, note, duration, devices, quota, valid_until, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        )
+
+    def record_voucher_used(self, digest: str, first_used: float) -> None:
+        self._transaction(
+            lambda: self._db.execute(
+                "UPDATE vouchers SET first_used = ? WHERE digest = ? AND first_used IS NULL", (first_used, digest)
+            )
+        )
+
+    def record_vouchers_revoked(self, digests: Sequence[str], revoked: float) -> None:
+        self._transaction(
+            lambda: self._db.executemany(
+                "UPDATE vouchers SET revoked = ? WHERE digest = ?", [(revoked, d) for d in digests]
+            )
+        )
+
+    def delete_vouchers(self, digests: Sequence[str]) -> None:
+        self._transaction(
+            lambda: self._db.executemany("DELETE FROM vouchers WHERE digest = ?", [(d,) for d in digests])
+        )
 
     def _close(self, mac: str, ended: float, reason: EndReason, usage: tuple[int, int] | None) -> None:
         bytes_in, bytes_out = usage if usage is not None else (None, None)

@@ -31,6 +31,9 @@ class EndReason(enum.Enum):
     QUOTA = "quota"
     ADMIN = "admin"
     REPLACED = "replaced"
+    # Its voucher was withdrawn by staff, or signed in on one device too many.
+    VOUCHER_REVOKED = "voucher-revoked"
+    VOUCHER_ELSEWHERE = "voucher-elsewhere"
 
 
 @attrs.frozen

@@ -40,6 +40,9 @@ from portald.reload import Applier, Reloader, ReloadOnHangup
 from portald.store import SessionStore, StoreError
 from portald.table import AllowedDevice, AuthorizationTable, Session, SessionLog
 from portald.web.service import HTTPService, ipv6_listener, web_service
+from portald.vouchers.book import VoucherBook
+from portald.vouchers.codes import KeyFileError, VoucherKey
+from portald.vouchers.method import VoucherMethod
 from portald.web.theme import load_theme
 from portald.welcome import WelcomeService
 
@@ -169,7 +172,12 @@ def leases_updated(firewall: IFirewall, neighbours: Neighbours) -> None:
 
 
 def reload_appliers(
-    table: AuthorizationTable, firewall: IFirewall, dns: DNSService, web: HTTPService, operations: Operations
+    table: AuthorizationTable,
+    firewall: IFirewall,
+    dns: DNSService,
+    web: HTTPService,
+    operations: Operations,
+    book: VoucherBook,
 ) -> list[Applier]:
     """Who takes what of a reloaded configuration (only the reload's live keys differ)."""
 
@@ -179,6 +187,9 @@ def reload_appliers(
 
     def staff_defaults(config: Config) -> None:
         operations.session_timeout = config.session_timeout()
+
+    def vouchers(config: Config) -> None:
+        book.when_full = config.vouchers.when_full
 
     def log_format(config: Config) -> None:
         if not set_format(config.log.format):
@@ -190,6 +201,7 @@ def reload_appliers(
         dns_settings,
         web.web.reconfigure,
         staff_defaults,
+        vouchers,
         log_format,
     ]
 
@@ -201,6 +213,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     and every observer of the table subscribed in one place, below.
 
     @raise StoreError: if the session database cannot be opened or read.
+    @raise KeyFileError: if the voucher key cannot be read or made.
     """
     # What each session has used: the limits fill it, the store writes it
     # when a session ends.
@@ -216,6 +229,10 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         device for device in store.allowed_devices() if device.mac not in config.firewall.allowed_macs
     ]
     table = AuthorizationTable(reactor, journal=store, allowed=allowed)
+    # Vouchers: kept in the store, their codes hashed with a key of their own.
+    book = VoucherBook(
+        store, table, reactor, VoucherKey.load_or_create(config.voucher_key_file), config.vouchers.when_full
+    )
     neighbours = Neighbours()
     # Every input bound, DNS's and the web's, counts its refusals here.
     refusals = Refusals(reactor)
@@ -267,6 +284,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         last_ending=store.last_ending,
         refusals=refusals,
         learner=learner,
+        vouchers=VoucherMethod(book),
     )
     lag = ReactorLag(reactor)
     endings = SessionEndCounts()
@@ -307,7 +325,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         reloader = Reloader(
             config.source.absolute(),
             config,
-            reload_appliers(table, firewall, dns, web, operations),
+            reload_appliers(table, firewall, dns, web, operations, book),
             # The theme's templates parsed before anything is applied.
             checks=[load_theme],
         )
@@ -325,7 +343,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
             leases=leases.health,
             refusals=refusals,
             lag=lag,
-            methods=lambda: (portal.authenticator.name, "staff"),
+            methods=lambda: (*(way.name for way in portal.ways), "staff"),
         )
         registry.register(PortaldCollector(figures))
         services.append(MetricsService(config.metrics.listen, registry, reactor))
@@ -355,5 +373,5 @@ def makeService(options: Options) -> MultiService:
         return build_service(options.config, reactor)
     except ConfigError as e:
         raise SystemExit(f"portald: configuration error: {e}") from None
-    except (StoreError, ControlSocketError) as e:
+    except (StoreError, ControlSocketError, KeyFileError) as e:
         raise SystemExit(f"portald: {e}") from None

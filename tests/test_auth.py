@@ -9,7 +9,8 @@ from zope.interface.verify import verifyObject
 
 from portald.auth.interface import AuthResult, Credentials, IAuthenticator
 from portald.auth.limits import MAX_WAITING, AttemptLimiter, GuessingBudget
-from portald.auth.methods import AccessCode, ClickThrough, authenticator_for
+from portald.auth.methods import AccessCode, ClickThrough, ways_for
+from portald.config import WayIn
 
 from .web_support import make_config
 
@@ -52,9 +53,24 @@ def test_access_code() -> None:
 
 def test_the_configuration_picks_the_method() -> None:
     config = make_config()
-    assert isinstance(authenticator_for(config), ClickThrough)
+    (way,) = ways_for(config)
+    assert isinstance(way.authenticator, ClickThrough) and way.name == "click-through"
     coded = attrs.evolve(config, auth=attrs.evolve(config.auth, method="access-code", codes=("x",)))
-    assert isinstance(authenticator_for(coded), AccessCode)
+    (way,) = ways_for(coded)
+    assert isinstance(way.authenticator, AccessCode)
+
+
+def test_several_ways_in_side_by_side_keep_their_order_and_settings() -> None:
+    config = make_config()
+    ways = (WayIn("click-through", timeout=1800.0), WayIn("access-code", codes=("7",), timeout=7 * 86400.0))
+    several = attrs.evolve(config, auth=attrs.evolve(config.auth, methods=ways))
+    found = ways_for(several)
+    assert [way.name for way in found] == ["click-through", "access-code"]
+    assert [way.label for way in found] == ["Free access", "With an access code"]
+    assert several.session_settings(found[1].settings)[0] == 7 * 86400.0
+    voucher = attrs.evolve(config, auth=attrs.evolve(config.auth, method="voucher"))
+    with pytest.raises(ValueError):
+        ways_for(voucher)  # the voucher way needs the book's method
 
 
 def test_attempt_limiter_slides_and_forgets() -> None:

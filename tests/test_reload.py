@@ -61,7 +61,7 @@ def test_live_keys_take_effect(running) -> None:
     web = service.getServiceNamed("http").web
     assert web.portal.config.portal.venue == "The New Café"
     assert web.portal.replies.venue == "The New Café"
-    assert web.portal.authenticator.name == "access-code"
+    assert [way.name for way in web.portal.ways] == ["access-code"]
     assert web.portal.config.session_timeout() == 7200
     dns = service.getServiceNamed("dns")
     assert dns.factory.policy.classify("127.0.0.1", b"www.bank.example").value == "walled-garden"
@@ -112,7 +112,7 @@ def test_a_broken_file_changes_nothing(running) -> None:
         reloader(service).reload()
     assert "auth.method: access-code needs at least one code in auth.codes" in str(caught.value)
     assert reloader(service).running is before
-    assert service.getServiceNamed("http").web.portal.authenticator.name == "click-through"
+    assert [way.name for way in service.getServiceNamed("http").web.portal.ways] == ["click-through"]
 
 
 def test_changed_keys_names_the_leaves(tmp_path: Path) -> None:

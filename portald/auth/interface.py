@@ -11,6 +11,8 @@ import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
+from portald.config import WayIn
+
 
 @attrs.frozen
 class FormField:
@@ -43,10 +45,23 @@ class AuthResult:
     message: str = ""
     user: str | None = None
     counts: bool = True
+    # What the method says of the session, over the way in's settings: its
+    # length and data allowance (a voucher's), and other devices' sessions
+    # it ends once granted (a voucher on its most devices).
+    duration: float | None = None
+    quota_bytes: int | None = None
+    ends: tuple[str, ...] = ()
 
     @classmethod
-    def success(cls, user: str | None = None) -> AuthResult:
-        return cls(True, user=user)
+    def success(
+        cls,
+        user: str | None = None,
+        *,
+        duration: float | None = None,
+        quota_bytes: int | None = None,
+        ends: tuple[str, ...] = (),
+    ) -> AuthResult:
+        return cls(True, user=user, duration=duration, quota_bytes=quota_bytes, ends=ends)
 
     @classmethod
     def failure(cls, message: str, *, counts: bool = True) -> AuthResult:
@@ -70,3 +85,31 @@ class IAuthenticator(Interface):
         server (RADIUS) fit the same shape; never fails, a refusal is an
         L{AuthResult}.
         """
+
+
+# The login form's field that says which way in it is (a page may offer several).
+METHOD_FIELD = "method"
+
+
+@attrs.frozen
+class Way:
+    """One way in as the portal offers it: its settings and the method that checks it."""
+
+    settings: WayIn
+    authenticator: IAuthenticator
+
+    @property
+    def name(self) -> str:
+        return self.authenticator.name  # type: ignore[no-any-return]
+
+    @property
+    def label(self) -> str:
+        return self.settings.label or DEFAULT_LABELS.get(self.name, self.name)
+
+
+# The heading of each form when the page offers several.
+DEFAULT_LABELS = {
+    "click-through": "Free access",
+    "access-code": "With an access code",
+    "voucher": "With a voucher",
+}

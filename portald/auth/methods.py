@@ -10,8 +10,8 @@ import hmac
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from portald.auth.interface import AuthResult, Credentials, FormField, IAuthenticator
-from portald.config import Config
+from portald.auth.interface import AuthResult, Credentials, FormField, IAuthenticator, Way
+from portald.config import Config, WayIn
 
 ACCEPT_FIELD = "accept"
 
@@ -71,8 +71,17 @@ class AccessCode:
         return succeed(AuthResult.success())
 
 
-def authenticator_for(config: Config) -> IAuthenticator:
-    """The authenticator the configuration asks for."""
-    if config.auth.method == "access-code":
-        return AccessCode(config.auth.codes)
+def authenticator_for(way: WayIn, vouchers: IAuthenticator | None = None) -> IAuthenticator:
+    """The method that checks C{way} (C{vouchers}: the voucher book's, when there is one)."""
+    if way.method == "access-code":
+        return AccessCode(way.codes)
+    if way.method == "voucher":
+        if vouchers is None:
+            raise ValueError("the voucher way in needs the voucher book")
+        return vouchers
     return ClickThrough()
+
+
+def ways_for(config: Config, vouchers: IAuthenticator | None = None) -> tuple[Way, ...]:
+    """Every way in the configuration offers, in the page's order."""
+    return tuple(Way(way, authenticator_for(way, vouchers)) for way in config.ways_in())

@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from twisted.web.template import Element, Tag, renderer, tags
+from twisted.web.template import Element, Tag, TagLoader, renderer, tags
 
-from portald.auth.interface import FormField, IAuthenticator
+from portald.auth.interface import METHOD_FIELD, FormField, Way
 from portald.table import Session
 from portald.web.theme import Theme
 from portald.web.words import describe_bytes, describe_duration, describe_period
@@ -39,7 +39,7 @@ class Layout(Element):
         return self._body
 
 
-def _field(field: FormField) -> Tag:
+def _field(field: FormField, value: str | None = None) -> Tag:
     ident = f"field-{field.name}"
     if field.kind == "checkbox":
         box = tags.input(type="checkbox", name=field.name, value="yes", id=ident, required="required")
@@ -53,23 +53,26 @@ def _field(field: FormField) -> Tag:
         autocapitalize="none",
         spellcheck="false",
     )
+    if value:
+        entry(value=value)
     return tags.label(field.label, entry, **{"for": ident})
 
 
 @attrs.frozen
 class LandingView:
-    """What the landing page shows: the terms, the form (with its tokens) and a message or notice."""
+    """What the landing page shows: the terms, a form per way in (with its tokens) and a message or notice."""
 
     terms: str
-    authenticator: IAuthenticator
+    ways: tuple[Way, ...]
     csrf: str
     next_token: str | None
     message: str = ""
     ending: str = ""
+    prefill: dict[str, str] = attrs.field(factory=dict)
 
 
 class LandingBody(Element):
-    """The terms and the login form of the configured method."""
+    """The terms and the login form of each way in."""
 
     def __init__(self, theme: Theme, view: LandingView) -> None:
         super().__init__(loader=theme.loader("landing"))
@@ -88,8 +91,23 @@ class LandingBody(Element):
         return tag(self._view.terms)
 
     @renderer
-    def form(self, request: Any, tag: Tag) -> Tag:
-        return tag.fillSlots(csrf=self._view.csrf, submit=self._view.authenticator.submit_label)
+    def form(self, request: Any, tag: Tag) -> list[Element]:
+        # The theme's form once per way in, each rendered by its own element.
+        return [WayForm(self._view, way, tag.clone()) for way in self._view.ways]
+
+
+class WayForm(Element):
+    """The theme's login form for one way in (its heading when the page offers several)."""
+
+    def __init__(self, view: LandingView, way: Way, form: Tag) -> None:
+        # C{form} is the theme's form tag (its renderer already taken off):
+        # its slots filled here, its inner renderers (fields, next_field) ours.
+        form.fillSlots(csrf=view.csrf, submit=way.authenticator.submit_label)
+        if len(view.ways) > 1:
+            form.attributes.setdefault("class", f"way way-{way.name}")
+        super().__init__(loader=TagLoader(form))
+        self._view = view
+        self._way = way
 
     @renderer
     def next_field(self, request: Any, tag: Tag) -> Tag | str:
@@ -99,7 +117,12 @@ class LandingBody(Element):
 
     @renderer
     def fields(self, request: Any, tag: Tag) -> list[Tag]:
-        return [_field(field) for field in self._view.authenticator.fields]
+        shown: list[Tag] = [tags.input(type="hidden", name=METHOD_FIELD, value=self._way.name)]
+        if len(self._view.ways) > 1:
+            shown.append(tags.h2(self._way.label))
+        prefill = self._view.prefill
+        shown += [_field(field, prefill.get(field.name)) for field in self._way.authenticator.fields]
+        return shown
 
 
 @attrs.frozen

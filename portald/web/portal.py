@@ -13,7 +13,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from portald.auth.interface import IAuthenticator
+from portald.auth.interface import Way
 from portald.config import Config
 from portald.neighbours import Neighbours
 from portald.refusals import Refusals
@@ -50,7 +50,7 @@ NO_HOOKS = PortalHooks()
 class Portal:
     """
     Everything a portal page may need, made once for them all.  C{config}
-    and C{authenticator} change on a reload (L{reconfigure}); pages read
+    and C{ways} change on a reload (L{reconfigure}); pages read
     them per request.
     """
 
@@ -58,7 +58,8 @@ class Portal:
     table: AuthorizationTable
     neighbours: Neighbours
     clock: IReactorTime
-    authenticator: IAuthenticator
+    # The ways in, in the page's order (one, or several side by side).
+    ways: tuple[Way, ...]
     interception: Interception
     replies: Replies
     forms: FormGuard
@@ -70,11 +71,20 @@ class Portal:
     # Sign-in attempts by (method, result): ok, refused, incomplete, limited, not_recorded, error.
     logins: Counter[tuple[str, str]] = attrs.field(factory=Counter)
 
-    def reconfigure(self, config: Config, authenticator: IAuthenticator) -> None:
-        """The reloaded configuration's sign-in method, session settings, venue and terms."""
+    def reconfigure(self, config: Config, ways: tuple[Way, ...]) -> None:
+        """The reloaded configuration's ways in, session settings, venue and terms."""
         self.config = config
-        self.authenticator = authenticator
+        self.ways = ways
         self.replies.venue = config.portal.venue
 
-    def count_login(self, result: str) -> None:
-        self.logins[(self.authenticator.name, result)] += 1
+    def way(self, name: str | None) -> Way | None:
+        """The way in called C{name}; with no name, the only one there is."""
+        if name is None:
+            return self.ways[0] if len(self.ways) == 1 else None
+        for way in self.ways:
+            if way.name == name:
+                return way
+        return None
+
+    def count_login(self, method: str, result: str) -> None:
+        self.logins[(method, result)] += 1

@@ -11,7 +11,8 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from portald.auth.methods import authenticator_for
+from portald.auth.interface import IAuthenticator
+from portald.auth.methods import ways_for
 from portald.config import Config
 from portald.learning6 import IPv6Learner, LearnFirst
 from portald.neighbours import Neighbours
@@ -44,7 +45,10 @@ class PortalWeb:
         reactor: IReactorTime,
         hooks: PortalHooks = NO_HOOKS,
         refusals: Refusals | None = None,
+        vouchers: IAuthenticator | None = None,
     ) -> None:
+        # The voucher way in, when the portal may offer it (the voucher book's).
+        self._vouchers = vouchers
         # What the web refused (bodies, slow heads, guesses, ...): portald's
         # one count when given, else this web's own.
         self.refusals = refusals if refusals is not None else Refusals(reactor)
@@ -57,7 +61,7 @@ class PortalWeb:
             table,
             neighbours,
             reactor,
-            authenticator_for(config),
+            ways_for(config, vouchers),
             self.interception,
             replies,
             FormGuard(config, signer, replies, self.refusals),
@@ -97,7 +101,7 @@ class PortalWeb:
         theme = load_theme(config)
         self.interception.reconfigure(config, theme)
         self.portal.replies.theme = theme
-        self.portal.reconfigure(config, authenticator_for(config))
+        self.portal.reconfigure(config, ways_for(config, self._vouchers))
 
 
 class HTTPService(TCPServer):
@@ -153,11 +157,12 @@ def web_service(
     last_ending: LastEnding | None = None,
     refusals: Refusals | None = None,
     learner: IPv6Learner | None = None,
+    vouchers: IAuthenticator | None = None,
 ) -> HTTPService:
     """
     The web part on C{reactor} (its clock, and its TCP for the listener);
     the optional parts are those of L{PortalHooks}.
     """
     hooks = PortalHooks(usage, enforced, last_ending)
-    web = PortalWeb(config, table, neighbours, reactor, hooks, refusals)
+    web = PortalWeb(config, table, neighbours, reactor, hooks, refusals, vouchers)
     return HTTPService(web, config.http.port, str(config.http_listen), reactor, learner)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -9,9 +10,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
-from portald.auth.interface import AuthResult, Credentials
+from portald.auth.interface import METHOD_FIELD, AuthResult, Credentials, Way
 from portald.auth.limits import AttemptLimiter, GuessingBudget
-from portald.table import JournalRefused
+from portald.table import EndReason, JournalRefused
+from portald.vouchers.codes import LONGEST_TYPED
+from portald.vouchers.method import VOUCHER_FIELD
 from portald.web.forms import CSRF, LOGIN, form_value
 from portald.web.intercept import NEXT
 from portald.web.page import DevicePage, FormTarget
@@ -37,15 +40,21 @@ def landing_page(
     message: str = "",
     code: int = 200,
     ending: str = "",
+    prefill: Mapping[str, str] | None = None,
 ) -> Any:
-    """The terms and the sign-in form, with a message (a refusal) or a notice (the last ending)."""
+    """
+    The terms and a sign-in form for each way in, with a message (a
+    refusal) or a notice (the last ending); C{prefill}: field values (a
+    voucher code from the slip's QR code).
+    """
     view = LandingView(
         terms=portal.config.portal.terms,
-        authenticator=portal.authenticator,
+        ways=portal.ways,
         csrf=portal.forms.token(ip),
         next_token=next_token,
         message=message,
         ending=ending,
+        prefill=dict(prefill or {}),
     )
     body = LandingBody(portal.replies.theme, view)
     return portal.replies.page(request, f"Welcome to {portal.config.portal.venue}", body, code)
@@ -65,7 +74,10 @@ class Landing(DevicePage):
         if portal.table.is_authorized(mac):
             return portal.replies.see_other(request, "/status")
         next_token = valid_next(portal, ip, form_value(request, NEXT))
-        return landing_page(portal, request, ip, next_token, ending=self._ending_notice(mac))
+        # The slip's QR code opens /?voucher=CODE: the field comes filled in.
+        voucher = form_value(request, VOUCHER_FIELD)
+        prefill = {VOUCHER_FIELD: voucher[:LONGEST_TYPED]} if voucher else None
+        return landing_page(portal, request, ip, next_token, ending=self._ending_notice(mac), prefill=prefill)
 
     def _ending_notice(self, mac: str) -> str:
         """ "Your session ended … because …" for a recent ending, else nothing."""
@@ -110,7 +122,11 @@ class Login(FormTarget):
         next_token = valid_next(portal, ip, form_value(request, NEXT))
         if portal.table.is_authorized(mac):
             return self._signed_in(request, next_token, ip)
-        guessable = portal.authenticator.guessable
+        way = portal.way(form_value(request, METHOD_FIELD))
+        if way is None:
+            message = "Please choose a way to sign in below."
+            return landing_page(portal, request, ip, next_token, message, 400)
+        guessable = way.authenticator.guessable
         wait = self._limiter.retry_after(mac)
         if wait > 0:
             portal.refusals.refuse("auth.max_attempts", ip, mac)
@@ -120,7 +136,7 @@ class Login(FormTarget):
             if wait > 0:
                 portal.refusals.refuse("auth.max_attempts_total", ip, mac)
         if wait > 0:
-            portal.count_login("limited")
+            portal.count_login(way.name, "limited")
             request.setHeader(b"Retry-After", str(int(wait) + 1).encode())
             message = f"Too many attempts. Please wait {int(wait) + 1} seconds and try again."
             return landing_page(portal, request, ip, next_token, message, 429)
@@ -131,16 +147,18 @@ class Login(FormTarget):
         }
         fields.pop(CSRF, None)
         fields.pop(NEXT, None)
-        attempt: Deferred[AuthResult] = portal.authenticator.authenticate(Credentials(mac, ip, fields))
+        fields.pop(METHOD_FIELD, None)
+        attempt: Deferred[AuthResult] = way.authenticator.authenticate(Credentials(mac, ip, fields))
         finished: list[bool] = []
         request.notifyFinish().addBoth(finished.append)
-        attempt.addCallback(self._attempted, request, ip, mac, next_token, finished)
-        attempt.addErrback(self._failed, request, finished)
+        attempt.addCallback(self._attempted, way, request, ip, mac, next_token, finished)
+        attempt.addErrback(self._failed, way, request, finished)
         return NOT_DONE_YET
 
     def _attempted(
         self,
         result: AuthResult,
+        way: Way,
         request: Request,
         ip: str,
         mac: str,
@@ -149,10 +167,10 @@ class Login(FormTarget):
     ) -> None:
         portal = self.portal
         if not result.ok:
-            portal.count_login("refused" if result.counts else "incomplete")
+            portal.count_login(way.name, "refused" if result.counts else "incomplete")
             if result.counts:
                 self._limiter.record_failure(mac)
-            elif portal.authenticator.guessable:
+            elif way.authenticator.guessable:
                 # Nothing was evaluated (an empty field): not a guess.
                 self._budget.give_back()
             log.info("sign-in refused for {mac} ({ip}): {why}", mac=mac, ip=ip, why=result.message)
@@ -160,20 +178,20 @@ class Login(FormTarget):
                 landing_page(portal, request, ip, next_token, result.message, 403)
             return
         self._limiter.clear(mac)
-        sessions = portal.config.sessions
+        duration, idle_timeout, quota = portal.config.session_settings(way.settings)
         try:
             portal.table.authorize(
                 mac,
                 ip=ip,
-                method=portal.authenticator.name,
+                method=way.name,
                 user=result.user,
-                duration=portal.config.session_timeout(),
-                idle_timeout=sessions.idle_timeout or None,
-                quota_bytes=sessions.quota or None,
+                duration=result.duration if result.duration is not None else duration,
+                idle_timeout=idle_timeout,
+                quota_bytes=result.quota_bytes if result.quota_bytes is not None else quota,
             )
         except JournalRefused as e:
             # Not on disk, so not granted: a login must survive a restart.
-            portal.count_login("not_recorded")
+            portal.count_login(way.name, "not_recorded")
             log.error("could not sign in {mac} ({ip}): {why}", mac=mac, ip=ip, why=str(e))
             if not finished:
                 portal.replies.not_recorded(
@@ -183,7 +201,10 @@ class Login(FormTarget):
                     ("/", "Try again"),
                 )
             return
-        portal.count_login("ok")
+        portal.count_login(way.name, "ok")
+        for other in result.ends:
+            # The voucher's oldest device makes room for this one.
+            portal.table.deauthorize(other, EndReason.VOUCHER_ELSEWHERE)
         if finished:
             return
         enforced = portal.hooks.enforced
@@ -212,8 +233,8 @@ class Login(FormTarget):
             request.write(body)
             request.finish()
 
-    def _failed(self, failure: Failure, request: Request, finished: list[bool]) -> None:
-        self.portal.count_login("error")
+    def _failed(self, failure: Failure, way: Way, request: Request, finished: list[bool]) -> None:
+        self.portal.count_login(way.name, "error")
         log.failure("sign-in failed", failure)
         if not finished:
             self.portal.replies.message(request, "Something went wrong", [TRY_AGAIN], ("/", "Back"), 500)

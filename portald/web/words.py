@@ -63,4 +63,8 @@ def describe_ending(reason: EndReason, *, idle_timeout: float, quota: int) -> st
         return "because your data allowance was used"
     if reason is EndReason.ADMIN:
         return "because the network's staff ended it"
+    if reason is EndReason.VOUCHER_REVOKED:
+        return "because the network's staff withdrew its voucher"
+    if reason is EndReason.VOUCHER_ELSEWHERE:
+        return "because its voucher was used on another device"
     return None
