@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import attrs
@@ -97,7 +98,9 @@ class WebHarness:
     with C{store}, the table is journalled in it as in portald.
     """
 
-    def __init__(self, config: Config | None = None, store: SessionStore | None = None) -> None:
+    def __init__(
+        self, config: Config | None = None, store: SessionStore | None = None, vouchers: Any = None
+    ) -> None:
         self.config = config or make_config()
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
@@ -111,6 +114,7 @@ class WebHarness:
             self.neighbours,
             self.clock,
             PortalHooks(self.usage.get, last_ending=store.last_ending if store is not None else None),
+            vouchers=vouchers(self.table, self.clock) if vouchers is not None else None,
         )
 
     def connect(self, client_ip: str = CLIENT_IP, via: str = "frontdoor"):

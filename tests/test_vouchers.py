@@ -1,0 +1,324 @@
+"""
+Vouchers: the codes, the key, every state on a Clock, device limits both
+ways, the store across a reopen, and redemption through the real portal.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import attrs
+import pytest
+from twisted.internet.task import Clock
+
+from portald.config import WayIn
+from portald.store import SessionStore
+from portald.table import AuthorizationTable, EndReason
+from portald.vouchers.book import PRUNE_AFTER, Redeemed, Refused, State, VoucherBook, VoucherError
+from portald.vouchers.codes import ALPHABET, LENGTH, KeyFileError, VoucherKey, new_code, read_typed, shown
+from portald.vouchers.method import VoucherMethod
+
+from .web_support import CLIENT_IP, CLIENT_MAC, OTHER_IP, OTHER_MAC, WebHarness, make_config
+
+MAC1, MAC2, MAC3 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
+DAY = 86400.0
+PORTAL = "http://portal.example"
+
+
+# --- codes ---
+
+
+def test_codes_have_no_look_alikes_and_at_least_40_bits() -> None:
+    assert not set("0O1IL") & set(ALPHABET)
+    assert len(set(ALPHABET)) == len(ALPHABET) == 31
+    assert math.log2(len(ALPHABET)) * LENGTH >= 40
+    codes = {new_code() for _ in range(10_000)}
+    assert len(codes) == 10_000
+    assert all(len(code) == LENGTH and set(code) <= set(ALPHABET) for code in codes)
+    # Every letter turns up (a draw over the whole alphabet, not a part of it).
+    assert set("".join(codes)) == set(ALPHABET)
+
+
+def test_typed_codes_ignore_case_spaces_and_dashes_and_nothing_else_is_a_code() -> None:
+    code = "K7QDM4XPR2"
+    assert shown(code) == "K7QD-M4XP-R2"
+    for typed in ("K7QD-M4XP-R2", "k7qd m4xp r2", " k7QdM4xpR2 ", "K7QD-M4XP-R2\t"):
+        assert read_typed(typed) == code, typed
+    for typed in ("", "K7QD-M4XP-R", "K7QD-M4XP-R22", "K7QD-M4XP-R0", "K7QD/M4XP/R2", "K" * 10_000, "Ķ7QDM4XPR2"):
+        assert read_typed(typed) is None, typed
+
+
+def test_the_key_is_made_once_private_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "vouchers.key"
+    key = VoucherKey.load_or_create(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert VoucherKey.load_or_create(path).digest("K7QDM4XPR2") == key.digest("K7QDM4XPR2")
+    assert VoucherKey(b"x" * 32).digest("K7QDM4XPR2") != key.digest("K7QDM4XPR2")
+    path.write_bytes(b"short")
+    with pytest.raises(KeyFileError, match="not a key"):
+        VoucherKey.load_or_create(path)
+
+
+# --- the book ---
+
+
+class Desk:
+    """A voucher book on a Clock, with its store and table."""
+
+    def __init__(
+        self, tmp: Path, when_full: str = "refuse", clock: Clock | None = None, table: AuthorizationTable | None = None
+    ) -> None:
+        self.tmp = tmp
+        self.when_full = when_full
+        if clock is None:
+            clock = Clock()
+            clock.advance(1_800_000_000)
+        self.clock = clock
+        self.open(table)
+
+    def open(self, table: AuthorizationTable | None = None) -> None:
+        self.store = SessionStore.open(self.tmp / "sessions.sqlite3")
+        if table is None:
+            table = AuthorizationTable(self.clock, journal=self.store)
+            for session in self.store.restorable(self.clock.seconds()):
+                table.restore(session)
+        self.table = table
+        key = VoucherKey.load_or_create(self.tmp / "vouchers.key")
+        self.book = VoucherBook(self.store, self.table, self.clock, key, self.when_full)
+
+    def create(self, count: int = 1, duration: float = DAY, **kwargs) -> list[str]:
+        made: list = []
+        self.book.create(count, duration, **kwargs).addBoth(made.append)
+        while not made:
+            self.clock.advance(0)
+        (batch,) = made
+        return list(batch.codes)
+
+    def sign_in(self, code: str, mac: str) -> Redeemed | Refused:
+        outcome = self.book.redeem(code, mac)
+        if isinstance(outcome, Redeemed):
+            self.table.authorize(mac, ip="192.0.2.10", method="voucher", user=outcome.voucher.id,
+                                 duration=outcome.remaining)  # fmt: skip
+            for other in outcome.replaces:
+                self.table.deauthorize(other, EndReason.VOUCHER_ELSEWHERE)
+        return outcome
+
+    def state(self, code: str) -> State:
+        voucher = self.book.find(code)
+        assert voucher is not None
+        return voucher.state(self.clock.seconds())
+
+
+def test_a_vouchers_time_starts_at_first_use_and_it_is_used_up_after(tmp_path: Path) -> None:
+    desk = Desk(tmp_path)
+    (code,) = desk.create(duration=2 * 3600)
+    assert desk.state(code) is State.UNUSED
+    desk.clock.advance(DAY)  # on the desk for a day: its time has not started
+    first = desk.sign_in(code, MAC1)
+    assert isinstance(first, Redeemed) and first.remaining == 2 * 3600
+    assert desk.state(code) is State.ACTIVE
+    desk.clock.advance(3600)
+    # The same device again (its session lost): the time left, not a new start.
+    again = desk.sign_in(code, MAC1)
+    assert isinstance(again, Redeemed) and again.remaining == 3600
+    desk.clock.advance(3600)
+    assert desk.state(code) is State.USED_UP
+    refused = desk.sign_in(code, MAC1)
+    assert isinstance(refused, Refused) and "used up" in refused.message and not refused.counts
+
+
+def test_a_deadline_comes_first_whichever_is_sooner(tmp_path: Path) -> None:
+    desk = Desk(tmp_path)
+    now = desk.clock.seconds()
+    late, early = desk.create(2, duration=DAY, valid_until=now + 3 * 3600)
+    desk.clock.advance(2 * 3600)
+    redeemed = desk.sign_in(late, MAC1)
+    assert isinstance(redeemed, Redeemed) and redeemed.remaining == 3600  # the deadline, not a day
+    desk.clock.advance(3600)
+    assert desk.state(late) is State.EXPIRED and desk.state(early) is State.EXPIRED
+    refused = desk.sign_in(early, MAC2)
+    assert isinstance(refused, Refused) and "expired" in refused.message
+
+
+def test_devices_at_once_refused_when_full(tmp_path: Path) -> None:
+    desk = Desk(tmp_path)
+    (code,) = desk.create(devices=2)
+    assert isinstance(desk.sign_in(code, MAC1), Redeemed)
+    desk.clock.advance(60)
+    assert isinstance(desk.sign_in(code, MAC2), Redeemed)
+    third = desk.sign_in(code, MAC3)
+    assert isinstance(third, Refused) and third.message == (
+        "This code is in use on 2 devices already, as many as it allows."
+    )
+    assert not desk.table.is_authorized(MAC3)
+    desk.table.deauthorize(MAC1, EndReason.LOGOUT)  # one signs out: room again
+    assert isinstance(desk.sign_in(code, MAC3), Redeemed)
+
+
+def test_replace_oldest_ends_the_oldest_session_and_keeps_the_time(tmp_path: Path) -> None:
+    desk = Desk(tmp_path, when_full="replace-oldest")
+    (code,) = desk.create(devices=1, duration=3600)
+    desk.sign_in(code, MAC1)
+    desk.clock.advance(600)
+    # The phone came back with a new random MAC.
+    second = desk.sign_in(code, MAC2)
+    assert isinstance(second, Redeemed) and second.replaces == (MAC1,) and second.remaining == 3000
+    assert not desk.table.is_authorized(MAC1) and desk.table.is_authorized(MAC2)
+
+
+def test_revoking_ends_its_sessions_and_refuses_it(tmp_path: Path) -> None:
+    desk = Desk(tmp_path)
+    code, other = desk.create(2, devices=2)
+    desk.sign_in(code, MAC1)
+    desk.sign_in(code, MAC2)
+    desk.sign_in(other, MAC3)
+    voucher = desk.book.find(code)
+    assert voucher is not None
+    (revoked,) = desk.book.revoke([voucher])
+    assert revoked.state(desk.clock.seconds()) is State.REVOKED
+    assert not desk.table.is_authorized(MAC1) and not desk.table.is_authorized(MAC2)
+    assert desk.table.is_authorized(MAC3)  # another voucher's guest stays
+    refused = desk.sign_in(code, MAC1)
+    assert isinstance(refused, Refused) and "withdrawn" in refused.message
+    assert desk.book.revoke([revoked]) == []  # twice: nothing more
+
+
+def test_wrong_and_malformed_codes_are_refused_alike_and_count_as_guesses(tmp_path: Path) -> None:
+    desk = Desk(tmp_path)
+    desk.create(3)
+    for typed in ("K7QD-M4XP-R2", "not a code", "K" * 10_000, ""):
+        refused = desk.sign_in(typed, MAC1)
+        assert isinstance(refused, Refused) and refused.counts and refused.message.startswith("That code is not valid")
+    assert not list(desk.table.sessions())
+
+
+def test_bad_requests_make_nothing(tmp_path: Path) -> None:
+    desk = Desk(tmp_path)
+    now = desk.clock.seconds()
+    for kwargs, key in (
+        ({"count": 0, "duration": DAY}, "count"),
+        ({"count": 10_001, "duration": DAY}, "count"),
+        ({"count": 1, "duration": -3600}, "duration"),
+        ({"count": 1, "duration": DAY, "devices": 0}, "devices"),
+        ({"count": 1, "duration": DAY, "valid_until": now - 1}, "valid-until"),
+        ({"count": 1, "duration": DAY, "quota": 0}, "quota"),
+    ):
+        with pytest.raises(VoucherError, match=f"^{key}:"):
+            desk.book.create(**kwargs)
+    assert desk.book.listing() == [] and desk.store.vouchers() == []
+
+
+def test_vouchers_and_their_use_survive_a_restart_and_no_code_is_stored(tmp_path: Path) -> None:
+    desk = Desk(tmp_path)
+    codes = desk.create(5, duration=3600, devices=2, note="front desk", batch="december")
+    desk.sign_in(codes[0], MAC1)
+    desk.clock.advance(600)
+    desk.store.close()
+    desk.open()
+    assert desk.state(codes[0]) is State.ACTIVE and desk.table.is_authorized(MAC1)
+    again = desk.sign_in(codes[0], MAC2)
+    assert isinstance(again, Redeemed) and again.remaining == 3000  # its time kept
+    listed = desk.book.listing(batch="december")
+    assert len(listed) == 5 and {v.note for v in listed} == {"front desk"}
+    assert [v.state(desk.clock.seconds()) for v in desk.book.listing(state=State.UNUSED)] == [State.UNUSED] * 4
+    raw = (tmp_path / "sessions.sqlite3").read_bytes()
+    for code in codes:
+        assert code.replace("-", "").encode() not in raw and code.encode() not in raw
+    rows = sqlite3.connect(tmp_path / "sessions.sqlite3").execute("SELECT digest FROM vouchers").fetchall()
+    assert len(rows) == 5 and all(len(digest) == 64 for (digest,) in rows)
+
+
+def test_prune_forgets_only_vouchers_over_for_a_month(tmp_path: Path) -> None:
+    desk = Desk(tmp_path)
+    used, fresh = desk.create(2, duration=3600)
+    desk.sign_in(used, MAC1)
+    desk.clock.advance(3600 + PRUNE_AFTER - 1)
+    assert desk.book.prune() == 0
+    desk.clock.advance(2)
+    assert desk.book.prune() == 1
+    assert desk.book.find(used) is None and desk.book.find(fresh) is not None
+    assert len(desk.store.vouchers()) == 1
+
+
+def test_ten_thousand_vouchers_are_made_a_chunk_per_turn(tmp_path: Path) -> None:
+    desk = Desk(tmp_path)
+    made: list = []
+    desk.book.create(10_000, DAY).addBoth(made.append)
+    turns = 0
+    while not made:
+        # Each turn of the reactor runs one chunk: it never holds it for the whole batch.
+        due = [call for call in desk.clock.getDelayedCalls() if call.getTime() <= desk.clock.seconds()]
+        assert len(due) == 1
+        due[0].func(*due[0].args, **due[0].kw)
+        desk.clock.calls.remove(due[0])
+        turns += 1
+    assert turns >= 100 and len(made[0].codes) == 10_000 and len(set(made[0].codes)) == 10_000
+    assert len(desk.store.vouchers()) == 10_000
+
+
+# --- through the portal ---
+
+
+def voucher_harness(tmp_path: Path, ways: tuple[WayIn, ...] | None = None) -> tuple[WebHarness, Desk]:
+    config = make_config()
+    ways = ways or (WayIn("click-through", timeout=1800.0), WayIn("voucher"))
+    config = attrs.evolve(config, auth=attrs.evolve(config.auth, methods=ways))
+    desks: list[Desk] = []
+
+    def method(table: AuthorizationTable, clock: Clock) -> VoucherMethod:
+        # The book on the harness's own table and clock.
+        desks.append(Desk(tmp_path, clock=clock, table=table))
+        return VoucherMethod(desks[0].book)
+
+    harness = WebHarness(config, vouchers=method)
+    return harness, desks[0]
+
+
+def post_login(harness: WebHarness, client_ip: str, **fields: str):
+    page = harness.request("GET", PORTAL + "/", client_ip=client_ip).body
+    form = {"csrf": harness.form_value(page, "csrf") or "", **fields}
+    return harness.request("POST", PORTAL + "/login", client_ip=client_ip, form=form)
+
+
+def test_the_portal_offers_both_ways_and_the_slip_fills_the_code(tmp_path: Path) -> None:
+    harness, desk = voucher_harness(tmp_path)
+    page = harness.request("GET", PORTAL + "/?voucher=k7qd-m4xp-r2").body
+    assert page.count('<form method="post" action="/login"') == 2
+    assert '<input type="hidden" name="method" value="click-through"' in page
+    assert '<input type="hidden" name="method" value="voucher"' in page
+    assert "<h2>Free access</h2>" in page and "<h2>With a voucher</h2>" in page
+    assert 'name="voucher"' in page and 'value="k7qd-m4xp-r2"' in page
+
+
+def test_a_guest_signs_in_with_a_voucher_and_another_with_a_click(tmp_path: Path) -> None:
+    harness, desk = voucher_harness(tmp_path)
+    (code,) = desk.create(duration=DAY, devices=1)
+    wrong = post_login(harness, CLIENT_IP, method="voucher", voucher="K7QD-M4XP-R2")
+    assert wrong.status == 403 and "not valid" in wrong.body
+    right = post_login(harness, CLIENT_IP, method="voucher", voucher=code.lower().replace("-", " "))
+    assert right.status == 200, right.body
+    session = harness.table.session(CLIENT_MAC)
+    assert session is not None and session.method == "voucher" and session.remaining(harness.clock.seconds()) == DAY
+    # The voucher is on its one device: a second is told so.
+    full = post_login(harness, OTHER_IP, method="voucher", voucher=code)
+    assert full.status == 403 and "in use on 1 device already" in full.body
+    clicked = post_login(harness, OTHER_IP, method="click-through", accept="yes")
+    assert clicked.status == 200
+    other = harness.table.session(OTHER_MAC)
+    assert other is not None and other.method == "click-through" and other.remaining(harness.clock.seconds()) == 1800
+    logins = harness.web.portal.logins
+    # The wrong code is a guess; the full voucher is not (a right code, no room).
+    assert logins[("voucher", "ok")] == 1 and logins[("voucher", "refused")] == 1
+    assert logins[("voucher", "incomplete")] == 1
+
+
+def test_a_form_that_names_no_way_in_is_refused_when_there_are_several(tmp_path: Path) -> None:
+    harness, _ = voucher_harness(tmp_path)
+    refused = post_login(harness, CLIENT_IP, accept="yes")
+    assert refused.status == 400 and "choose a way" in refused.body
+    unknown = post_login(harness, CLIENT_IP, method="radius", accept="yes")
+    assert unknown.status == 400 and not harness.table.is_authorized(CLIENT_MAC)
