@@ -282,15 +282,21 @@ _SIZE_UNITS = {
 }
 
 
+def byte_count(text: str) -> int | None:
+    """C{text} such as ``500MB`` or ``2GiB`` in bytes; C{None} if it is not one."""
+    match = _SIZE.fullmatch(text.strip())
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)] if match else None
+
+
 def parse_byte_size(node: Node) -> int:
     """A data amount such as ``500MB`` or ``2GiB``, in bytes; 0 is "none"."""
     value = node.scalar()
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str):
-        match = _SIZE.fullmatch(value.strip())
-        if match:
-            return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+        count = byte_count(value)
+        if count is not None:
+            return count
     raise node.error("a data amount such as 500MB, 2GB or 1GiB (0 for unlimited)")
 
 

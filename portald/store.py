@@ -357,7 +357,8 @@ class SessionStore:
     def record_voucher_used(self, digest: str, first_used: float) -> None:
         self._transaction(
             lambda: self._db.execute(
-                "UPDATE vouchers SET first_used = ? WHERE digest = ? AND first_used IS NULL", (first_used, digest)
+                "UPDATE vouchers SET first_used = ? WHERE digest = ? AND first_used IS NULL",
+                (first_used, digest),
             )
         )
 

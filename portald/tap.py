@@ -22,9 +22,11 @@ from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from portald.control.api import ControlAPI, Enforcement
 from portald.control.operations import Operations, Sources, store_health
 from portald.control.socket import ControlSocketError, ControlSocketService
+from portald.control.vouchers import VoucherOperations
 from portald.dns.service import DNSService
 from portald.filelimit import files_needed, raise_open_file_limit
 from portald.firewall.interface import IFirewall
+from portald.learning6 import IPv6Learner
 from portald.leases.notifier import make_notifier
 from portald.leases.watcher import LeaseWatcher, watched_files
 from portald.limits import ActivityTracker, SessionLimits, UsageLedger
@@ -33,16 +35,15 @@ from portald.metrics.collector import Figures, PortaldCollector, new_registry
 from portald.metrics.endings import SessionEndCounts
 from portald.metrics.lag import ReactorLag
 from portald.metrics.service import MetricsService
-from portald.learning6 import IPv6Learner
 from portald.neighbours import Neighbours
 from portald.refusals import Refusals
 from portald.reload import Applier, Reloader, ReloadOnHangup
 from portald.store import SessionStore, StoreError
 from portald.table import AllowedDevice, AuthorizationTable, Session, SessionLog
-from portald.web.service import HTTPService, ipv6_listener, web_service
 from portald.vouchers.book import VoucherBook
 from portald.vouchers.codes import KeyFileError, VoucherKey
 from portald.vouchers.method import VoucherMethod
+from portald.web.service import HTTPService, ipv6_listener, web_service
 from portald.web.theme import load_theme
 from portald.welcome import WelcomeService
 
@@ -306,7 +307,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         session_timeout=config.session_timeout(),
     )
     # Staff's commands are answered once the firewall has them, as sign-ins are.
-    api = ControlAPI(operations, Enforcement(firewall.applied, reactor))
+    api = ControlAPI(operations, Enforcement(firewall.applied, reactor), VoucherOperations(book, reactor))
     control = ControlSocketService(config.control, api, reactor)
     services: list[IService] = [
         leases,

@@ -39,6 +39,14 @@ def what_to_try(config: Config, ctl: str = "portald-ctl") -> list[str]:
             if config.metrics.listen is not None
             else []
         )
+        + (
+            [
+                f"Vouchers: {ctl} --config {config.source or DEFAULT_CONFIG_PATH} vouchers create --count 3 "
+                "--duration 1d   (then type one on the portal)"
+            ]
+            if any(way.method == "voucher" for way in config.ways_in())
+            else []
+        )
         + [
             f"Portal: http://{host}:{port}/ with 'Host: {config.portal.hostname}', or open it in a browser",
         ]

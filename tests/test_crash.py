@@ -87,7 +87,12 @@ def sign_in(port: int, number: int) -> Acknowledged | str | None:
         if status != 200 or token is None:
             return None
         status, _, _, page = ask(
-            port, "POST", "portal.example", "/login", {"csrf": token.group(1), "accept": "yes"}, source=ip
+            port,
+            "POST",
+            "portal.example",
+            "/login",
+            {"csrf": token.group(1), "method": "click-through", "accept": "yes"},
+            source=ip,
         )
     except OSError:
         return None  # the daemon was killed under this login: not acknowledged

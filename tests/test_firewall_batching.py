@@ -79,10 +79,14 @@ class Harness:
 
     def nft_running(self) -> list[Invocation]:
         """The nft commands that change the kernel (not the listings of what it learned)."""
-        return [i for i in self.runner.running() if i.executable == NFT and i.args[:3] != ("-j", "list", "set")]
+        return [
+            i for i in self.runner.running() if i.executable == NFT and i.args[:3] != ("-j", "list", "set")
+        ]
 
     def seen6_listings(self) -> list[Invocation]:
-        return [i for i in self.runner.running() if i.args == ("-j", "list", "set", "inet", "portald", "seen6")]
+        return [
+            i for i in self.runner.running() if i.args == ("-j", "list", "set", "inet", "portald", "seen6")
+        ]
 
     def only_nft(self) -> Invocation:
         running = self.nft_running()

@@ -219,7 +219,9 @@ class AuthorizedClients(KernelTestCase):
         # Neither signed in nor counted (seen6 still knows its link-local
         # address: which device sends from an address is not a session).
         self.assertNotIn(CLIENT_MAC, self.authorized_set())
-        self.assertNotIn(CLIENT_MAC, netns.nft(self.gateway, "list", "set", "inet", "portald", "bytes_from_client").stdout)
+        self.assertNotIn(
+            CLIENT_MAC, netns.nft(self.gateway, "list", "set", "inet", "portald", "bytes_from_client").stdout
+        )
 
     @inlineCallbacks
     def test_counters_in_both_directions(self):

@@ -23,6 +23,10 @@ NEW_MAC = "02:00:00:00:00:99"
 @pytest.fixture
 def running(tmp_path: Path):
     path = dev_config(tmp_path)
+    # One way in (auth.method), as most of these tests change it.
+    config = yaml.safe_load(path.read_text())
+    config["auth"] = {"method": "click-through"}
+    path.write_text(yaml.safe_dump(config))
     service = build_service(load_config(path), MemoryReactorClock())
     service.startService()
     yield path, service
@@ -74,6 +78,16 @@ def test_live_keys_take_effect(running) -> None:
     assert reloader(service).reload() == ["firewall.allowed_macs"]
     assert not service.table.may_pass(NEW_MAC)
     assert reloader(service).reload() == []
+
+
+def test_the_ways_in_change_in_place(running) -> None:
+    path, service = running
+    config = yaml.safe_load(path.read_text())
+    config["auth"] = {"methods": [{"method": "click-through", "timeout": "30m"}, {"method": "voucher"}]}
+    path.write_text(yaml.safe_dump(config))
+    assert "auth.methods" in reloader(service).reload()
+    ways = service.getServiceNamed("http").web.portal.ways
+    assert [(way.name, way.settings.timeout) for way in ways] == [("click-through", 1800), ("voucher", None)]
 
 
 @pytest.mark.parametrize(

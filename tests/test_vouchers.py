@@ -48,7 +48,15 @@ def test_typed_codes_ignore_case_spaces_and_dashes_and_nothing_else_is_a_code() 
     assert shown(code) == "K7QD-M4XP-R2"
     for typed in ("K7QD-M4XP-R2", "k7qd m4xp r2", " k7QdM4xpR2 ", "K7QD-M4XP-R2\t"):
         assert read_typed(typed) == code, typed
-    for typed in ("", "K7QD-M4XP-R", "K7QD-M4XP-R22", "K7QD-M4XP-R0", "K7QD/M4XP/R2", "K" * 10_000, "Ķ7QDM4XPR2"):
+    for typed in (
+        "",
+        "K7QD-M4XP-R",
+        "K7QD-M4XP-R22",
+        "K7QD-M4XP-R0",
+        "K7QD/M4XP/R2",
+        "K" * 10_000,
+        "Ķ7QDM4XPR2",
+    ):
         assert read_typed(typed) is None, typed
 
 
@@ -70,7 +78,11 @@ class Desk:
     """A voucher book on a Clock, with its store and table."""
 
     def __init__(
-        self, tmp: Path, when_full: str = "refuse", clock: Clock | None = None, table: AuthorizationTable | None = None
+        self,
+        tmp: Path,
+        when_full: str = "refuse",
+        clock: Clock | None = None,
+        table: AuthorizationTable | None = None,
     ) -> None:
         self.tmp = tmp
         self.when_full = when_full
@@ -192,7 +204,11 @@ def test_wrong_and_malformed_codes_are_refused_alike_and_count_as_guesses(tmp_pa
     desk.create(3)
     for typed in ("K7QD-M4XP-R2", "not a code", "K" * 10_000, ""):
         refused = desk.sign_in(typed, MAC1)
-        assert isinstance(refused, Refused) and refused.counts and refused.message.startswith("That code is not valid")
+        assert (
+            isinstance(refused, Refused)
+            and refused.counts
+            and refused.message.startswith("That code is not valid")
+        )
     assert not list(desk.table.sessions())
 
 
@@ -224,7 +240,9 @@ def test_vouchers_and_their_use_survive_a_restart_and_no_code_is_stored(tmp_path
     assert isinstance(again, Redeemed) and again.remaining == 3000  # its time kept
     listed = desk.book.listing(batch="december")
     assert len(listed) == 5 and {v.note for v in listed} == {"front desk"}
-    assert [v.state(desk.clock.seconds()) for v in desk.book.listing(state=State.UNUSED)] == [State.UNUSED] * 4
+    assert [v.state(desk.clock.seconds()) for v in desk.book.listing(state=State.UNUSED)] == [
+        State.UNUSED
+    ] * 4
     raw = (tmp_path / "sessions.sqlite3").read_bytes()
     for code in codes:
         assert code.replace("-", "").encode() not in raw and code.encode() not in raw
@@ -302,14 +320,22 @@ def test_a_guest_signs_in_with_a_voucher_and_another_with_a_click(tmp_path: Path
     right = post_login(harness, CLIENT_IP, method="voucher", voucher=code.lower().replace("-", " "))
     assert right.status == 200, right.body
     session = harness.table.session(CLIENT_MAC)
-    assert session is not None and session.method == "voucher" and session.remaining(harness.clock.seconds()) == DAY
+    assert (
+        session is not None
+        and session.method == "voucher"
+        and session.remaining(harness.clock.seconds()) == DAY
+    )
     # The voucher is on its one device: a second is told so.
     full = post_login(harness, OTHER_IP, method="voucher", voucher=code)
     assert full.status == 403 and "in use on 1 device already" in full.body
     clicked = post_login(harness, OTHER_IP, method="click-through", accept="yes")
     assert clicked.status == 200
     other = harness.table.session(OTHER_MAC)
-    assert other is not None and other.method == "click-through" and other.remaining(harness.clock.seconds()) == 1800
+    assert (
+        other is not None
+        and other.method == "click-through"
+        and other.remaining(harness.clock.seconds()) == 1800
+    )
     logins = harness.web.portal.logins
     # The wrong code is a guess; the full voucher is not (a right code, no room).
     assert logins[("voucher", "ok")] == 1 and logins[("voucher", "refused")] == 1

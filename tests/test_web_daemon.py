@@ -47,7 +47,9 @@ def test_what_the_readme_says_to_try(daemon) -> None:
     status, _, _, page = ask(port, "GET", "portal.example", "/")
     assert status == 200 and "portald development" in page
     token = re.search(r'name="csrf" value="([^"]*)"', page).group(1)
-    status, _, _, page = ask(port, "POST", "portal.example", "/login", {"csrf": token, "accept": "yes"})
+    status, _, _, page = ask(
+        port, "POST", "portal.example", "/login", {"csrf": token, "method": "click-through", "accept": "yes"}
+    )
     assert status == 200 and "You are online" in page
     status, _, _, page = ask(port, "GET", "portal.example", "/status")
     assert status == 200 and "02:00:00:00:00:01" in page

@@ -9,18 +9,22 @@ reached (or the command line is wrong).
 from __future__ import annotations
 
 import argparse
+import csv
+import datetime
 import grp
 import http.client
+import io
 import json
 import socket
 import sys
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from portald.cli import prog
-from portald.config import DEFAULT_CONFIG_PATH, ConfigError, duration_seconds, load_config
+from portald.config import DEFAULT_CONFIG_PATH, ConfigError, byte_count, duration_seconds, load_config
 
 DONE, REFUSED, UNREACHABLE = 0, 1, 2
 TIMEOUT = 10.0
@@ -250,7 +254,131 @@ def _parser() -> argparse.ArgumentParser:
     disallow.add_argument("mac", metavar="MAC")
     commands.add_parser("allowed", help="the always-allowed list")
     commands.add_parser("reload", help="read the configuration file again (as SIGHUP)")
+    vouchers = commands.add_parser("vouchers", help="make, list, withdraw vouchers").add_subparsers(
+        dest="voucher_command", required=True, metavar="WHAT"
+    )
+    create = vouchers.add_parser("create", help="make vouchers (their codes are shown this once)")
+    create.add_argument("--count", type=int, default=1, help="how many (default 1, at most 10000)")
+    create.add_argument("--duration", required=True, help="each one's time from its first use, such as 1d")
+    create.add_argument("--devices", type=int, default=1, help="devices at once (default 1)")
+    create.add_argument("--quota", help="data allowance of each session, such as 2GB")
+    create.add_argument("--valid-until", help="a hard deadline, YYYY-MM-DD (midnight UTC) or a Unix time")
+    create.add_argument("--note", help="for the list, such as 'front desk'")
+    create.add_argument("--batch", help="the batch's name (default: today's date and a random tag)")
+    create.add_argument("--csv", action="store_true", help="the codes as CSV")
+    listing = vouchers.add_parser("list", help="the vouchers and their state")
+    listing.add_argument("--batch")
+    listing.add_argument("--state", help="unused, active, used-up, expired or revoked")
+    show = vouchers.add_parser("show", help="one voucher, by its code or its id")
+    show.add_argument("code", metavar="CODE|ID")
+    revoke = vouchers.add_parser("revoke", help="withdraw vouchers (their devices are cut off)")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("code", nargs="?", metavar="CODE|ID")
+    which.add_argument("--batch")
+    vouchers.add_parser("prune", help="forget vouchers that ended more than 30 days ago")
     return parser
+
+
+def _valid_until(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        raise Refusal(f"{text!r} is not a date: expected YYYY-MM-DD or a Unix time") from None
+    return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()
+
+
+def _voucher_request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
+    what = args.voucher_command
+    if what == "create":
+        quota = None
+        if args.quota is not None:
+            quota = byte_count(args.quota)
+            if not quota:
+                raise Refusal(f"{args.quota!r} is not a data amount: expected one such as 500MB or 2GB")
+        body = {
+            "count": args.count,
+            "duration": _seconds(args.duration),
+            "devices": args.devices,
+            "quota": quota,
+            "valid_until": _valid_until(args.valid_until),
+            "note": args.note,
+            "batch": args.batch,
+        }
+        return "POST", "/v1/vouchers/create", body
+    if what == "list":
+        query = urllib.parse.urlencode({k: v for k, v in (("batch", args.batch), ("state", args.state)) if v})
+        return "GET", "/v1/vouchers" + (f"?{query}" if query else ""), None
+    if what == "show":
+        return "GET", "/v1/voucher?" + urllib.parse.urlencode({"code": args.code}), None
+    if what == "revoke":
+        return "POST", "/v1/vouchers/revoke", {"code": args.code, "batch": args.batch}
+    return "POST", "/v1/vouchers/prune", {}
+
+
+def _when(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
+
+
+def show_vouchers(rows: list[dict[str, Any]], *, codes: bool = False) -> str:
+    if not rows:
+        return "no voucher"
+    headings = ("CODE",) if codes else ("ID",)
+    headings += ("BATCH", "STATE", "DURATION", "DEVICES", "QUOTA", "ENDS", "NOTE")
+    cells = [
+        (
+            row["code"] if codes else row["id"],
+            row["batch"],
+            row["state"],
+            _duration(row["duration"]),
+            f"{len(row['devices_now'])}/{row['devices']}",
+            _bytes(row["quota"]) if row["quota"] else "-",
+            _when(row["ends"]),
+            row["note"],
+        )
+        for row in rows
+    ]
+    return _table(headings, cells)
+
+
+def vouchers_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(("code", "batch", "duration_seconds", "devices", "quota_bytes", "valid_until", "note"))
+    for row in rows:
+        writer.writerow(
+            (row["code"], row["batch"], int(row["duration"]), row["devices"], row["quota"] or "",
+             row["valid_until"] or "", row["note"])
+        )  # fmt: skip
+    return out.getvalue().rstrip("\n")
+
+
+def _shown_vouchers(args: argparse.Namespace, answer: Any) -> str:
+    what = args.voucher_command
+    if what == "create":
+        if args.csv:
+            return vouchers_csv(answer["vouchers"])
+        count = len(answer["vouchers"])
+        return (
+            show_vouchers(answer["vouchers"], codes=True)
+            + f"\n{_count(count, 'voucher')} made in batch {answer['batch']} (the codes are shown only now)"
+        )
+    if what == "list":
+        return show_vouchers(answer)
+    if what == "show":
+        return show_vouchers([answer]) + "".join(f"\n  on {mac}" for mac in answer["devices_now"])
+    if what == "revoke":
+        withdrawn = len(answer["revoked"])
+        already = f" ({answer['already']} already were)" if answer["already"] else ""
+        return f"{_count(withdrawn, 'voucher')} withdrawn{already}"
+    return f"{_count(answer['pruned'], 'voucher')} forgotten"
 
 
 def _seconds(text: str | None) -> float | None:
@@ -264,6 +392,8 @@ def _seconds(text: str | None) -> float | None:
 
 def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
     command = args.command
+    if command == "vouchers":
+        return _voucher_request(args)
     if command == "status":
         return "GET", "/v1/status", None
     if command == "clients":
@@ -331,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         return UNREACHABLE
     if args.json:
         print(json.dumps(answer, indent=2))
+    elif args.command == "vouchers":
+        print(_shown_vouchers(args, answer))
     else:
         print(_shown(args.command, answer, time.time()))
     return DONE

@@ -9,6 +9,10 @@ control socket.
     POST /v1/allow    {"mac", "note"?}
     POST /v1/disallow {"mac"}
     POST /v1/reload   {}           (as SIGHUP)
+    GET  /v1/vouchers[?batch=B&state=S]    GET /v1/voucher?code=CODE
+    POST /v1/vouchers/create {"count", "duration", "devices"?, "quota"?, "valid_until"?, "note"?, "batch"?}
+    POST /v1/vouchers/revoke {"code"} or {"batch"}
+    POST /v1/vouchers/prune  {}
 
 Durations are seconds.  A refusal is its HTTP status with
 C{{"error": "..."}}; nothing was changed.  A command is answered once the
@@ -26,10 +30,12 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from portald.control.operations import Operations, Refused
+from portald.control.vouchers import VoucherOperations
 from portald.reload import Reloader, ReloadRefused
 
 log = Logger()
@@ -109,6 +115,8 @@ class _Call(Resource):
         except Exception:
             log.failure("control API {path} failed", path=request.path.decode("ascii", "replace"))
             return _json(request, 500, {"error": "portald failed to do this; its log says why"})
+        if isinstance(answer, Deferred):
+            return self._later(request, answer)
         if self._enforcement is None:
             return _json(request, 200, answer)
         waiting = self._enforcement.applied()
@@ -129,6 +137,26 @@ class _Call(Resource):
         waiting.addCallback(answered)
         return NOT_DONE_YET
 
+    def _later(self, request: Request, answer: Deferred[object]) -> int:
+        """An answer that takes a while (a big batch of vouchers)."""
+        finished: list[object] = []
+        request.notifyFinish().addBoth(finished.append)
+
+        def write(status: int, value: object) -> None:
+            if not finished:
+                request.write(_json(request, status, value))
+                request.finish()
+
+        def failed(failure: Failure) -> None:
+            if failure.check(Refused):
+                write(failure.value.status, {"error": failure.value.message})
+                return
+            log.failure("control API {path} failed", failure, path=request.path.decode("ascii", "replace"))
+            write(500, {"error": "portald failed to do this; its log says why"})
+
+        answer.addCallbacks(lambda value: write(200, value), failed)
+        return NOT_DONE_YET
+
 
 class _Branch(Resource):
     """A path with calls under it: anything else there is a JSON 404."""
@@ -140,7 +168,12 @@ class _Branch(Resource):
 class ControlAPI(_Branch):
     """The root of the control socket's web site."""
 
-    def __init__(self, operations: Operations, enforcement: Enforcement | None = None) -> None:
+    def __init__(
+        self,
+        operations: Operations,
+        enforcement: Enforcement | None = None,
+        vouchers: VoucherOperations | None = None,
+    ) -> None:
         super().__init__()
         ops = operations
         # The configuration's reloader, once there is one (a daemon started from a file).
@@ -177,6 +210,12 @@ class ControlAPI(_Branch):
         }
         for name, call in calls.items():
             version.putChild(name, call)
+        if vouchers is not None:
+            version.putChild(b"vouchers", _VoucherCalls(vouchers, enforcement))
+            version.putChild(
+                b"voucher",
+                _Call(b"GET", lambda request: vouchers.show(_query(request, "code", required=True))),
+            )
 
     def _reload(self) -> dict[str, object]:
         if self.reloader is None:
@@ -185,6 +224,66 @@ class ControlAPI(_Branch):
             return {"changed": self.reloader.reload()}
         except ReloadRefused as e:
             raise Refused(str(e)) from None
+
+
+def _query(request: Request, name: str, *, required: bool = False) -> Any:
+    values = (request.args or {}).get(name.encode())
+    if not values:
+        if required:
+            raise Refused(f"missing {name}", status=400)
+        return None
+    return values[0].decode("utf-8", "replace")
+
+
+class _VoucherCalls(Resource):
+    """C{/v1/vouchers}: the list (GET), and create, revoke and prune under it (POST)."""
+
+    def __init__(self, vouchers: VoucherOperations, enforcement: Enforcement | None) -> None:
+        super().__init__()
+        self._list = _Call(
+            b"GET", lambda request: vouchers.listing(_query(request, "batch"), _query(request, "state"))
+        )
+
+        def create(body: dict[str, Any]) -> object:
+            return vouchers.create(
+                _whole(body, "count"),
+                _field(body, "duration", float),
+                _whole(body, "devices", default=1),
+                _whole(body, "quota", default=None),
+                _field(body, "valid_until", float, required=False),
+                _field(body, "note", str, required=False),
+                _field(body, "batch", str, required=False),
+            )
+
+        self.putChild(b"create", _Call(b"POST", lambda request: create(_body(request))))
+        revoke = _Call(
+            b"POST",
+            lambda request: (lambda body: vouchers.revoke(
+                _field(body, "code", str, required=False), _field(body, "batch", str, required=False)
+            ))(_body(request)),
+            enforcement,
+        )  # fmt: skip
+        self.putChild(b"revoke", revoke)
+        self.putChild(b"prune", _Call(b"POST", lambda request: vouchers.prune()))
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"":
+            return self._list
+        return _NotFound()
+
+    def render(self, request: Request) -> bytes | int:
+        return self._list.render(request)
+
+
+def _whole(body: dict[str, Any], name: str, *, default: Any = ...) -> Any:
+    value = body.get(name)
+    if value is None:
+        if default is ...:
+            raise Refused(f"missing field {name!r}", status=400)
+        return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Refused(f"field {name!r}: expected a whole number", status=400)
+    return value
 
 
 class _NotFound(Resource):

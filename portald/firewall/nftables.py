@@ -394,7 +394,9 @@ class NftablesFirewall(Service):
         """Signed out: each IPv6 address the kernel saw C{devices} send from ends its connections too."""
 
         def flush(seen: Mapping[str, str]) -> None:
-            addresses = sorted(ip for ip, mac in seen.items() if mac in devices and not self._table.is_authorized(mac))
+            addresses = sorted(
+                ip for ip, mac in seen.items() if mac in devices and not self._table.is_authorized(mac)
+            )
             self._flush_connections(addresses)
             # Counted afresh from the device's next sign-in.
             if addresses:

@@ -353,7 +353,7 @@ def ruleset(
                 # device to send from one holds it while it keeps using it.
                 # (Not "::": duplicate address detection sends from it.)
                 "ip6 saddr != :: ip6 saddr . ether saddr != @seen6 ip6 saddr @owned6 "
-                "counter drop comment \"another device's IPv6 address\"",
+                'counter drop comment "another device\'s IPv6 address"',
                 "ip6 saddr != :: update @seen6 { ip6 saddr . ether saddr } update @owned6 { ip6 saddr } "
                 'comment "portald asks this set who sent from an IPv6 address"',
             ],
@@ -398,7 +398,11 @@ def ruleset(
         _chain(
             "signed_in",
             "count a signed-in client's traffic, then let it out",
-            ["ether saddr @bytes_from_client", "meta nfproto ipv6 update @signed_in6 { ip6 saddr }", "accept"],
+            [
+                "ether saddr @bytes_from_client",
+                "meta nfproto ipv6 update @signed_in6 { ip6 saddr }",
+                "accept",
+            ],
         ),
         _chain(
             "to_clients",

@@ -189,7 +189,9 @@ class VoucherBook:
             raise VoucherError("valid-until: expected a time in the future")
         if batch is not None and not batch.strip():
             raise VoucherError("batch: expected a name")
-        name = batch.strip() if batch else time.strftime("%Y%m%d", time.gmtime(now)) + "-" + secrets.token_hex(2)
+        name = (
+            batch.strip() if batch else time.strftime("%Y%m%d", time.gmtime(now)) + "-" + secrets.token_hex(2)
+        )
         codes: list[str] = []
         made: list[Voucher] = []
 

@@ -113,11 +113,15 @@ class HTTPService(TCPServer):
     name = "http"
 
     def __init__(
-        self, web: PortalWeb, port: int, interface: str, reactor: IReactorTCP, learner: IPv6Learner | None = None
+        self,
+        web: PortalWeb,
+        port: int,
+        interface: str,
+        reactor: IReactorTCP,
+        learner: IPv6Learner | None = None,
     ) -> None:
         super().__init__(port, _learning(web, interface, learner), interface=interface, reactor=reactor)
         self.web = web
-
 
     def stopService(self) -> Any:
         result = super().stopService()
