@@ -587,6 +587,32 @@ class AuthSettings:
 
 
 @attrs.frozen
+class WifiNetwork:
+    """The guest Wi-Fi, for the voucher slip's second QR code (scanning it joins the network)."""
+
+    ssid: str = setting(parse_text, doc="the network's name")
+    password: str | None = setting(
+        optional(parse_text), None, doc="its WPA passphrase; none for an open network"
+    )
+    hidden: bool = setting(parse_bool, False)
+
+
+def parse_wifi(node: Node) -> WifiNetwork:
+    wifi = build(WifiNetwork, node)
+    if not 1 <= len(wifi.ssid.encode()) <= 32:
+        raise ConfigError(
+            "expected 1 to 32 bytes (a Wi-Fi network name)", key=f"{node.key}.ssid", line=node.line
+        )
+    if wifi.password is not None and not 8 <= len(wifi.password) <= 63:
+        raise ConfigError(
+            "expected 8 to 63 characters (a WPA passphrase), or none for an open network",
+            key=f"{node.key}.password",
+            line=node.line,
+        )
+    return wifi
+
+
+@attrs.frozen
 class VoucherSettings:
     when_full: str = setting(
         choice(*WHEN_FULL), "refuse", doc="a voucher on its most devices: refuse, or end its oldest session"
@@ -594,6 +620,9 @@ class VoucherSettings:
     # The key vouchers are hashed with, kept apart from the database (a
     # stolen database gives no code away).  Default: next to the database.
     key_file: Path | None = setting(optional(parse_path), None)
+    wifi: WifiNetwork | None = setting(
+        optional(parse_wifi), None, doc="the guest Wi-Fi, printed on the slips"
+    )
 
 
 @attrs.frozen

@@ -33,6 +33,25 @@ class CountersUnavailable(Exception):
     """The traffic counters could not be read this time (say, nft failed)."""
 
 
+@attrs.frozen
+class Pool:
+    """
+    An allowance several sessions share (a voucher's quota, whichever of its
+    devices uses it): C{spent} is what its ended sessions used.
+    """
+
+    key: str
+    quota: int
+    spent: int
+
+
+class IQuotaPools(Interface):
+    """Who knows which sessions share an allowance (the voucher book)."""
+
+    def pool_of(session: Session) -> Pool | None:
+        """The allowance C{session} shares, or C{None} if its quota is its own."""
+
+
 class ITrafficSource(Interface):
     """Where traffic counters come from (the firewall, or DNS/web activity)."""
 
@@ -167,8 +186,10 @@ class SessionLimits(Service):
         clock: IReactorTime,
         interval: float,
         ledger: UsageLedger,
+        pools: IQuotaPools | None = None,
     ) -> None:
         self._table = table
+        self._pools = pools
         self._source = source
         self._clock = clock
         self._ledger = ledger
@@ -206,6 +227,7 @@ class SessionLimits(Service):
     def _apply(self, counters: Counters) -> None:
         now = self._clock.seconds()
         self._ledger.read(counters)
+        shared: dict[str, tuple[Pool, list[tuple[Session, Usage]]]] = {}
         for session in self._table.sessions():
             usage = self._ledger.of(session.mac)
             if usage is None:
@@ -218,11 +240,32 @@ class SessionLimits(Service):
             if seen != usage.last_seen:
                 usage.last_active = now
                 usage.follow(seen)
-            self._enforce(session, usage, now)
+            pool = self._pools.pool_of(session) if self._pools is not None else None
+            if pool is not None:
+                shared.setdefault(pool.key, (pool, []))[1].append((session, usage))
+            self._enforce(session, usage, now, own_quota=pool is None)
+        for pool, members in shared.values():
+            self._enforce_shared(pool, members)
 
-    def _enforce(self, session: Session, usage: Usage, now: float) -> None:
+    def _enforce_shared(self, pool: Pool, members: list[tuple[Session, Usage]]) -> None:
+        """A shared allowance used up ends every session that shares it."""
+        used = pool.spent + sum(sum(usage.bytes) for _, usage in members)
+        if used < pool.quota:
+            return
+        log.info(
+            "{devices} device(s) used {used} bytes of a shared {quota}-byte allowance ({pool})",
+            devices=len(members),
+            used=used,
+            quota=pool.quota,
+            pool=pool.key,
+        )
+        for session, _ in members:
+            if self._table.session(session.mac) == session:
+                self._table.deauthorize(session.mac, EndReason.QUOTA)
+
+    def _enforce(self, session: Session, usage: Usage, now: float, own_quota: bool = True) -> None:
         used = sum(usage.bytes)
-        if session.quota_bytes and used >= session.quota_bytes:
+        if own_quota and session.quota_bytes and used >= session.quota_bytes:
             log.info(
                 "{mac} used {used} bytes of its {quota}-byte quota",
                 mac=session.mac,

@@ -43,6 +43,7 @@ LIVE_KEYS = frozenset(
         "auth.timeout",
         "auth.methods",
         "vouchers.when_full",
+        "vouchers.wifi",
         "sessions.timeout",
         "sessions.idle_timeout",
         "sessions.quota",
@@ -56,6 +57,12 @@ LIVE_KEYS = frozenset(
 
 class ReloadRefused(Exception):
     """The reload changed nothing; the message says why (a keyed config error, or restart-only keys)."""
+
+
+def is_live(key: str) -> bool:
+    """Whether C{key} (or the section it is in, such as vouchers.wifi) changes in place."""
+    parts = key.split(".")
+    return any(".".join(parts[:end]) in LIVE_KEYS for end in range(1, len(parts) + 1))
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:
@@ -107,7 +114,7 @@ class Reloader:
             log.error("reload refused, nothing changed: {error}", error=str(e))
             raise ReloadRefused(f"configuration error: {e}") from None
         changed = changed_keys(self.running, new)
-        needs_restart = [key for key in changed if key not in LIVE_KEYS]
+        needs_restart = [key for key in changed if not is_live(key)]
         if needs_restart:
             message = f"{', '.join(needs_restart)}: cannot change without a restart (nothing was changed)"
             log.error("reload refused: {message}", message=message)

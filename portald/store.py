@@ -76,6 +76,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX voucher_by_batch ON vouchers (batch);
     """,
+    # What a voucher's ended sessions used (its devices share its quota).
+    """
+    CREATE INDEX session_by_user ON sessions (method, user) WHERE ended IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -373,6 +377,14 @@ class SessionStore:
         self._transaction(
             lambda: self._db.executemany("DELETE FROM vouchers WHERE digest = ?", [(d,) for d in digests])
         )
+
+    def bytes_used_by(self, method: str, user: str) -> int:
+        row = self._db.execute(
+            "SELECT SUM(COALESCE(bytes_in, 0) + COALESCE(bytes_out, 0)) FROM sessions "
+            "WHERE method = ? AND user = ? AND ended IS NOT NULL",
+            (method, user),
+        ).fetchone()
+        return int(row[0] or 0)
 
     def _close(self, mac: str, ended: float, reason: EndReason, usage: tuple[int, int] | None) -> None:
         bytes_in, bytes_out = usage if usage is not None else (None, None)

@@ -43,6 +43,7 @@ from portald.table import AllowedDevice, AuthorizationTable, Session, SessionLog
 from portald.vouchers.book import VoucherBook
 from portald.vouchers.codes import KeyFileError, VoucherKey
 from portald.vouchers.method import VoucherMethod
+from portald.vouchers.sheet import Slip
 from portald.web.service import HTTPService, ipv6_listener, web_service
 from portald.web.theme import load_theme
 from portald.welcome import WelcomeService
@@ -179,6 +180,7 @@ def reload_appliers(
     web: HTTPService,
     operations: Operations,
     book: VoucherBook,
+    voucher_desk: VoucherOperations,
 ) -> list[Applier]:
     """Who takes what of a reloaded configuration (only the reload's live keys differ)."""
 
@@ -191,6 +193,7 @@ def reload_appliers(
 
     def vouchers(config: Config) -> None:
         book.when_full = config.vouchers.when_full
+        voucher_desk.slip = Slip.from_config(config)
 
     def log_format(config: Config) -> None:
         if not set_format(config.log.format):
@@ -250,6 +253,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         reactor,
         config.sessions.sample_interval,
         ledger,
+        pools=book,
     )
     leases = LeaseWatcher(
         watched_files(config.leases.sources),
@@ -307,7 +311,8 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         session_timeout=config.session_timeout(),
     )
     # Staff's commands are answered once the firewall has them, as sign-ins are.
-    api = ControlAPI(operations, Enforcement(firewall.applied, reactor), VoucherOperations(book, reactor))
+    voucher_desk = VoucherOperations(book, reactor, Slip.from_config(config))
+    api = ControlAPI(operations, Enforcement(firewall.applied, reactor), voucher_desk)
     control = ControlSocketService(config.control, api, reactor)
     services: list[IService] = [
         leases,
@@ -326,7 +331,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         reloader = Reloader(
             config.source.absolute(),
             config,
-            reload_appliers(table, firewall, dns, web, operations, book),
+            reload_appliers(table, firewall, dns, web, operations, book, voucher_desk),
             # The theme's templates parsed before anything is applied.
             checks=[load_theme],
         )
@@ -349,7 +354,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         registry.register(PortaldCollector(figures))
         services.append(MetricsService(config.metrics.listen, registry, reactor))
     # Every observer of the table, in the order they hear of a change.
-    for observer in (SessionLog(), activity, firewall, ledger, endings):
+    for observer in (SessionLog(), activity, firewall, ledger, endings, book):
         table.add_observer(observer)
     return PortalService(
         table=table,

@@ -7,6 +7,7 @@ with nobody behind them.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ def ctl(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory):
     tmp_path = tmp_path_factory.mktemp("ctl")
-    path = dev_config(tmp_path)
+    path = dev_config(tmp_path, vouchers={"wifi": {"ssid": "Dev Guest", "password": "not-a-secret"}})
     twistd = Twistd.start(path, cwd=tmp_path)
     try:
         twistd.wait_for(READY)
@@ -103,6 +104,92 @@ def test_allow_and_disallow(daemon) -> None:
     assert "the till" in ctl("--config", str(path), "allowed").stdout
     assert ctl("--config", str(path), "disallow", DEV_MAC).returncode == 0
     assert ask(http_port, "GET", "example.com", "/")[0] == 511
+
+
+def voucher_sign_in(http_port: int, code: str) -> tuple[int, str]:
+    status, _, _, page = ask(http_port, "GET", "portal.example", f"/?voucher={code}")
+    assert status == 200 and f'value="{code}"' in page  # the slip's QR code fills it in
+    token = re.search(r'name="csrf" value="([^"]*)"', page).group(1)
+    status, _, _, page = ask(
+        http_port, "POST", "portal.example", "/login", {"csrf": token, "method": "voucher", "voucher": code}
+    )
+    return status, page
+
+
+def test_a_vouchers_life_from_the_desk_to_the_guest_and_back(daemon, tmp_path: Path) -> None:
+    path, twistd = daemon
+    _, http_port = ports_of(path)
+    sheet = tmp_path / "slips.html"
+    done = ctl("--config", str(path), "vouchers", "create", "--count", "3", "--duration", "1d",
+               "--devices", "2", "--quota", "2GB", "--note", "front desk", "--sheet", str(sheet))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    heading, *rows, summary = done.stdout.splitlines()
+    assert heading.split() == ["CODE", "BATCH", "STATE", "DURATION", "DEVICES", "QUOTA", "ENDS", "NOTE"]
+    codes = [row.split()[0] for row in rows]
+    assert len(codes) == 3 and all(re.fullmatch(r"[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{2}", c) for c in codes)
+    assert all(row.split()[2:5] == ["unused", "1d00h", "0/2"] and row.endswith("front desk") for row in rows)
+    assert summary.startswith("3 vouchers made in batch ") and "shown only now" in summary
+    batch = summary.split("batch ")[1].split()[0]
+    page = sheet.read_text()
+    assert all(f'data-code="{code}"' in page for code in codes)
+    assert f'data-qr="http://portal.example:{http_port}/?voucher={codes[0]}"' in page
+    assert 'data-qr="WIFI:T:WPA;S:Dev Guest;P:not-a-secret;;"' in page
+    assert "the sheet is in" in done.stderr
+
+    # The guest types the first code (in lower case, as guests do).
+    status, page = voucher_sign_in(http_port, codes[0].lower())
+    assert status == 200 and "You are online" in page, page
+    status, _, _, page = ask(http_port, "GET", "portal.example", "/status")
+    assert "<dd>voucher</dd>" in page and "2.0 GB" in page
+    twistd.wait_for(f"authorized {DEV_MAC} (127.0.0.1) by voucher")
+    listing = json.loads(ctl("--config", str(path), "--json", "vouchers", "list", "--batch", batch).stdout)
+    assert sorted(v["state"] for v in listing) == ["active", "unused", "unused"]
+    done = ctl("--config", str(path), "vouchers", "show", codes[0])
+    assert done.returncode == 0 and " active " in done.stdout and f"on {DEV_MAC}" in done.stdout
+    clients = json.loads(ctl("--config", str(path), "--json", "clients").stdout)
+    assert [(c["mac"], c["method"]) for c in clients] == [(DEV_MAC, "voucher")]
+
+    # Withdrawn: the guest is cut off and told why; the code no longer works.
+    done = ctl("--config", str(path), "vouchers", "revoke", codes[0])
+    assert (done.returncode, done.stdout) == (0, "1 voucher withdrawn\n")
+    assert ask(http_port, "GET", "example.com", "/")[0] == 511
+    status, page = voucher_sign_in(http_port, codes[0])
+    assert "This code has been withdrawn" in page
+    done = ctl("--config", str(path), "vouchers", "revoke", "--batch", batch)
+    assert (done.returncode, done.stdout) == (0, "2 vouchers withdrawn (1 already were)\n")
+    listing = json.loads(
+        ctl("--config", str(path), "--json", "vouchers", "list", "--state", "revoked").stdout
+    )
+    assert {v["batch"] for v in listing} == {batch} and len(listing) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["create", "--count", "0", "--duration", "1d"], "count: expected 1 to 10000 vouchers, not 0"),
+        (["create", "--duration=-1h"], "'-1h' is not a duration"),
+        (["create", "--duration", "1d", "--devices", "0"], "devices: expected 1 to 100, not 0"),
+        (["create", "--duration", "1d", "--quota", "lots"], "'lots' is not a data amount"),
+        (
+            ["create", "--duration", "1d", "--valid-until", "2001-01-01"],
+            "valid-until: expected a time in the future",
+        ),
+        (["show", "X" * 10_000], "no such voucher"),
+        (["revoke", "--batch", "no-such-batch"], "no voucher in batch 'no-such-batch'"),
+        (["list", "--state", "sleepy"], "state: expected one of unused, active, used-up, expired, revoked"),
+    ],
+)
+def test_bad_voucher_requests_say_why_and_make_nothing(
+    daemon, args: list[str], error: str, tmp_path: Path
+) -> None:
+    path, _ = daemon
+    before = ctl("--config", str(path), "--json", "vouchers", "list").stdout
+    sheet = tmp_path / "never.html"
+    extra = ["--sheet", str(sheet)] if args[0] == "create" else []
+    done = ctl("--config", str(path), "vouchers", *args, *extra)
+    assert done.returncode == 1 and error in done.stderr, done.stderr
+    assert ctl("--config", str(path), "--json", "vouchers", "list").stdout == before
+    assert not sheet.exists()
 
 
 def test_a_missing_socket_says_portald_is_not_running(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from portald.config import WayIn
+from portald.limits import ActivityTracker, SessionLimits, UsageLedger
 from portald.store import SessionStore
 from portald.table import AuthorizationTable, EndReason
 from portald.vouchers.book import PRUNE_AFTER, Redeemed, Refused, State, VoucherBook, VoucherError
@@ -180,6 +181,64 @@ def test_replace_oldest_ends_the_oldest_session_and_keeps_the_time(tmp_path: Pat
     second = desk.sign_in(code, MAC2)
     assert isinstance(second, Redeemed) and second.replaces == (MAC1,) and second.remaining == 3000
     assert not desk.table.is_authorized(MAC1) and desk.table.is_authorized(MAC2)
+
+
+def test_a_vouchers_quota_is_shared_by_its_devices_and_outlives_their_sessions(tmp_path: Path) -> None:
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    ledger = UsageLedger(clock)
+    store = SessionStore.open(tmp_path / "sessions.sqlite3", usage=ledger.usage)
+    table = AuthorizationTable(clock, journal=store)
+    desk = Desk(tmp_path, clock=clock, table=table)
+    desk.store, desk.book = store, VoucherBook(store, table, clock, desk.book._key)
+    activity = ActivityTracker()
+    limits = SessionLimits(table, activity, clock, 60, ledger, pools=desk.book)
+    for observer in (activity, ledger, desk.book):
+        table.add_observer(observer)
+    code, alone = desk.create(2, devices=3, quota=1000)
+    desk.sign_in(code, MAC1)
+    desk.sign_in(code, MAC2)
+    desk.sign_in(alone, MAC3)
+    activity.saw(MAC1, received=300, sent=100)
+    activity.saw(MAC3, received=900)
+    limits.sample()
+    assert table.is_authorized(MAC1) and table.is_authorized(MAC2)
+    # The first device leaves with 400 bytes used; they stay the voucher's.
+    table.deauthorize(MAC1, EndReason.LOGOUT)
+    activity.saw(MAC2, received=500)
+    limits.sample()
+    assert table.is_authorized(MAC2)  # 900 of 1000
+    activity.saw(MAC2, sent=100)
+    limits.sample()
+    assert not table.is_authorized(MAC2)
+    assert store.last_ending(MAC2) == (EndReason.QUOTA, clock.seconds())
+    assert table.is_authorized(MAC3)  # another voucher's 900 bytes are its own
+    refused = desk.sign_in(code, MAC1)
+    assert isinstance(refused, Refused) and "data allowance is used up" in refused.message
+    # Known again after a restart, from what the store wrote.
+    reopened = VoucherBook(store, table, clock, desk.book._key)
+    voucher = reopened.find(code)
+    assert voucher is not None and reopened.spent(voucher) == 1000
+
+
+def test_two_devices_at_once_use_one_allowance(tmp_path: Path) -> None:
+    clock = Clock()
+    ledger = UsageLedger(clock)
+    store = SessionStore.open(tmp_path / "sessions.sqlite3", usage=ledger.usage)
+    table = AuthorizationTable(clock, journal=store)
+    desk = Desk(tmp_path, clock=clock, table=table)
+    desk.store, desk.book = store, VoucherBook(store, table, clock, desk.book._key)
+    activity = ActivityTracker()
+    limits = SessionLimits(table, activity, clock, 60, ledger, pools=desk.book)
+    for observer in (activity, ledger, desk.book):
+        table.add_observer(observer)
+    (code,) = desk.create(devices=2, quota=1000)
+    desk.sign_in(code, MAC1)
+    desk.sign_in(code, MAC2)
+    activity.saw(MAC1, received=600)
+    activity.saw(MAC2, received=600)  # each under 1000, together over it
+    limits.sample()
+    assert not table.is_authorized(MAC1) and not table.is_authorized(MAC2)
 
 
 def test_revoking_ends_its_sessions_and_refuses_it(tmp_path: Path) -> None:

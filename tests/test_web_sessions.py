@@ -190,6 +190,7 @@ def test_periods_and_allowances_in_words() -> None:
     assert describe_period(1) == "1 second"
     assert describe_period(3600) == "1 hour"
     assert describe_period(4 * 3600 + 60) == "4 hours 1 minute"
+    assert describe_period(86400) == "1 day" and describe_period(2 * 86400 + 3600) == "2 days 1 hour"
     assert describe_allowance(999) == "999 bytes"
     assert describe_allowance(2 * 10**9) == "2 GB"
     assert describe_allowance(123_456_789) == "123.5 MB"

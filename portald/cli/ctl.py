@@ -21,10 +21,11 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from portald.cli import prog
 from portald.config import DEFAULT_CONFIG_PATH, ConfigError, byte_count, duration_seconds, load_config
+from portald.vouchers.sheet import LAYOUTS, Slip, render_sheet
 
 DONE, REFUSED, UNREACHABLE = 0, 1, 2
 TIMEOUT = 10.0
@@ -110,7 +111,7 @@ def _duration(seconds: float | None) -> str:
     if minutes < 60:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
-    if hours < 48:
+    if hours < 24:
         return f"{hours}h{minutes:02d}m"
     return f"{hours // 24}d{hours % 24:02d}h"
 
@@ -261,11 +262,17 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--count", type=int, default=1, help="how many (default 1, at most 10000)")
     create.add_argument("--duration", required=True, help="each one's time from its first use, such as 1d")
     create.add_argument("--devices", type=int, default=1, help="devices at once (default 1)")
-    create.add_argument("--quota", help="data allowance of each session, such as 2GB")
+    create.add_argument("--quota", help="data allowance, shared by its devices, such as 2GB")
     create.add_argument("--valid-until", help="a hard deadline, YYYY-MM-DD (midnight UTC) or a Unix time")
     create.add_argument("--note", help="for the list, such as 'front desk'")
     create.add_argument("--batch", help="the batch's name (default: today's date and a random tag)")
     create.add_argument("--csv", action="store_true", help="the codes as CSV")
+    create.add_argument(
+        "--sheet", type=Path, metavar="FILE.html", help="also write a printable sheet of them"
+    )
+    create.add_argument(
+        "--layout", choices=LAYOUTS, default="a4", help="the sheet's: A4 cards (default) or receipt slips"
+    )
     listing = vouchers.add_parser("list", help="the vouchers and their state")
     listing.add_argument("--batch")
     listing.add_argument("--state", help="unused, active, used-up, expired or revoked")
@@ -438,6 +445,13 @@ def _shown(command: str, answer: Any, now: float) -> str:
     return f"{answer['mac']} is no longer always allowed"
 
 
+def _open_sheet(path: Path) -> IO[str]:
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as e:
+        raise Refusal(f"cannot write the sheet {path}: {e.strerror}") from None
+
+
 def socket_path(args: argparse.Namespace) -> Path:
     if args.socket is not None:
         return args.socket
@@ -450,15 +464,29 @@ def socket_path(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     name = prog("portald.cli.ctl")
+    sheet = None
     try:
         method, target, body = _request(args)
+        if args.command == "vouchers" and args.voucher_command == "create" and args.sheet is not None:
+            # Opened first: a sheet that cannot be written makes no voucher.
+            sheet = _open_sheet(args.sheet)
         answer = call(socket_path(args), method, target, body)
     except Refusal as e:
+        if sheet is not None:
+            sheet.close()
+            args.sheet.unlink(missing_ok=True)
         print(f"{name}: {e}", file=sys.stderr)
         return REFUSED
     except Unreachable as e:
+        if sheet is not None:
+            sheet.close()
+            args.sheet.unlink(missing_ok=True)
         print(f"{name}: {e}", file=sys.stderr)
         return UNREACHABLE
+    if sheet is not None:
+        with sheet:
+            sheet.write(render_sheet(Slip.from_dict(answer["slip"]), answer["vouchers"], args.layout))
+        print(f"{name}: the sheet is in {args.sheet} (open it in a browser and print it)", file=sys.stderr)
     if args.json:
         print(json.dumps(answer, indent=2))
     elif args.command == "vouchers":

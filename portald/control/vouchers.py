@@ -10,14 +10,17 @@ from twisted.internet.interfaces import IReactorTime
 from portald.control.operations import Refused
 from portald.table import JournalRefused
 from portald.vouchers.book import Batch, State, Voucher, VoucherBook, VoucherError
+from portald.vouchers.sheet import Slip
 
 
 class VoucherOperations:
     """The voucher book's staff side: each answer a JSON value, each refusal a L{Refused}."""
 
-    def __init__(self, book: VoucherBook, clock: IReactorTime) -> None:
+    def __init__(self, book: VoucherBook, clock: IReactorTime, slip: Slip) -> None:
         self._book = book
         self._clock = clock
+        # What the printed slips say besides the codes (the venue, the Wi-Fi); follows a reload.
+        self.slip = slip
 
     def create(
         self,
@@ -46,7 +49,10 @@ class VoucherOperations:
             return {
                 "batch": batch.batch,
                 # Shown this once: only their keyed hashes are kept.
-                "vouchers": [dict(self.row(v), code=code) for v, code in zip(batch.vouchers, batch.codes, strict=True)],
+                "vouchers": [
+                    dict(self.row(v), code=code) for v, code in zip(batch.vouchers, batch.codes, strict=True)
+                ],
+                "slip": self.slip.as_dict(),
             }
 
         def refused(failure: Any) -> None:

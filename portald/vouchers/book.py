@@ -17,9 +17,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
-from zope.interface import Interface
+from zope.interface import Interface, implementer
 
-from portald.table import AuthorizationTable, EndReason, Session
+from portald.limits import IQuotaPools, Pool
+from portald.table import AuthorizationTable, EndReason, IAuthorizationObserver, Session
 from portald.vouchers.codes import VoucherKey, new_code, read_typed, shown
 
 log = Logger()
@@ -101,6 +102,9 @@ class IVoucherStore(Interface):
     def delete_vouchers(digests: Sequence[str]) -> None:
         """Vouchers forgotten (pruned)."""
 
+    def bytes_used_by(method: str, user: str) -> int:
+        """Bytes the ended sessions of C{user} by C{method} used, both ways."""
+
 
 @attrs.frozen
 class Batch:
@@ -131,8 +135,14 @@ class Refused:
 NOT_A_CODE = "That code is not valid. Check it and try again."
 
 
+@implementer(IQuotaPools, IAuthorizationObserver)
 class VoucherBook:
-    """Every voucher, kept in C{store}; redemptions decided with the C{table}'s sessions."""
+    """
+    Every voucher, kept in C{store}; redemptions decided with the C{table}'s
+    sessions.  A voucher's quota is shared by its devices: the book tells
+    the limits which sessions share one (it observes the table to know when
+    what its ended sessions used has changed).
+    """
 
     def __init__(
         self,
@@ -147,7 +157,13 @@ class VoucherBook:
         self._clock = clock
         self._key = key
         self.when_full = when_full
-        self._by_digest = {v.digest: v for v in store.vouchers()}
+        self._by_digest: dict[str, Voucher] = {}
+        self._by_id: dict[str, Voucher] = {}
+        for voucher in store.vouchers():
+            self._keep(voucher)
+        # What each voucher's ended sessions used, read from the store once
+        # and again after each of its sessions ends.
+        self._spent: dict[str, int] = {}
         # Big batches are made a chunk per turn of this clock.
         self._cooperator = Cooperator(
             # One chunk per turn (a few ms), whatever the time slice.
@@ -207,7 +223,7 @@ class VoucherBook:
                     chunk.append(Voucher(digest, name, duration, devices, now, note, valid_until, quota))
                 self._store.record_vouchers(chunk)
                 for voucher in chunk:
-                    self._by_digest[voucher.digest] = voucher
+                    self._keep(voucher)
                 made.extend(chunk)
                 yield None
 
@@ -224,8 +240,7 @@ class VoucherBook:
             found = self._by_digest.get(self._key.digest(code))
             if found is not None:
                 return found
-        matches = [v for v in self._by_digest.values() if v.id == typed.strip().lower()]
-        return matches[0] if len(matches) == 1 else None
+        return self._by_id.get(typed.strip().lower())
 
     def listing(self, batch: str | None = None, state: State | None = None) -> list[Voucher]:
         now = self._clock.seconds()
@@ -255,7 +270,7 @@ class VoucherBook:
             return []
         self._store.record_vouchers_revoked([v.digest for v in withdrawn], now)
         for voucher in withdrawn:
-            self._by_digest[voucher.digest] = attrs.evolve(voucher, revoked=now)
+            self._keep(attrs.evolve(voucher, revoked=now))
             for session in self.sessions_of(voucher):
                 self._table.deauthorize(session.mac, EndReason.VOUCHER_REVOKED)
         return [self._by_digest[v.digest] for v in withdrawn]
@@ -272,7 +287,9 @@ class VoucherBook:
         if old:
             self._store.delete_vouchers(old)
             for digest in old:
-                del self._by_digest[digest]
+                voucher = self._by_digest.pop(digest)
+                del self._by_id[voucher.id]
+                self._spent.pop(voucher.id, None)
         return len(old)
 
     # --- guests ---
@@ -296,6 +313,8 @@ class VoucherBook:
             return Refused("This code has expired. Please ask the staff for a new one.")
         if state is State.USED_UP:
             return Refused("This code's time is used up. Please ask the staff for a new one.")
+        if voucher.quota is not None and self.spent(voucher) >= voucher.quota:
+            return Refused("This code's data allowance is used up. Please ask the staff for a new one.")
         others = [s for s in self.sessions_of(voucher) if s.mac != mac]
         replaces: tuple[str, ...] = ()
         if len(others) >= voucher.devices:
@@ -305,7 +324,40 @@ class VoucherBook:
             replaces = tuple(s.mac for s in others[: len(others) - voucher.devices + 1])
         if voucher.first_used is None:
             self._store.record_voucher_used(voucher.digest, now)
-            voucher = self._by_digest[voucher.digest] = attrs.evolve(voucher, first_used=now)
+            voucher = self._keep(attrs.evolve(voucher, first_used=now))
         ends = voucher.ends()
         assert ends is not None
         return Redeemed(voucher, ends - now, replaces)
+
+    # --- shared allowances ---
+
+    def spent(self, voucher: Voucher) -> int:
+        """What its ended sessions used."""
+        spent = self._spent.get(voucher.id)
+        if spent is None:
+            spent = self._spent[voucher.id] = self._store.bytes_used_by(METHOD, voucher.id)
+        return spent
+
+    def pool_of(self, session: Session) -> Pool | None:
+        if session.method != METHOD or session.user is None:
+            return None
+        voucher = self._by_id.get(session.user)
+        if voucher is None or voucher.quota is None:
+            return None
+        return Pool(voucher.id, voucher.quota, self.spent(voucher))
+
+    def session_started(self, session: Session) -> None:
+        pass
+
+    def session_extended(self, session: Session) -> None:
+        pass
+
+    def session_ended(self, session: Session, reason: EndReason) -> None:
+        if session.method == METHOD and session.user is not None:
+            # The store writes what it used in this same turn; read it next time.
+            self._spent.pop(session.user, None)
+
+    def _keep(self, voucher: Voucher) -> Voucher:
+        self._by_digest[voucher.digest] = voucher
+        self._by_id[voucher.id] = voucher
+        return voucher

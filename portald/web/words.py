@@ -24,12 +24,15 @@ def describe_bytes(amount: int) -> str:
 
 
 def describe_period(seconds: float) -> str:
-    """A configured length in words: ``30 minutes``, ``1 hour 30 minutes``, ``45 seconds``."""
+    """A configured length in words: ``30 minutes``, ``1 hour 30 minutes``, ``2 days``, ``45 seconds``."""
     whole = int(round(seconds))
     if whole < 60:
         return f"{whole} second{'s' if whole != 1 else ''}"
     hours, minutes = divmod(whole // 60, 60)
-    parts = [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
+    days, hours = divmod(hours, 24)
+    parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
+    if hours:
+        parts.append(f"{hours} hour{'s' if hours != 1 else ''}")
     if minutes:
         parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
     return " ".join(parts)
