@@ -5,6 +5,7 @@ ways, the store across a reopen, and redemption through the real portal.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -16,12 +17,14 @@ import pytest
 from twisted.internet.task import Clock
 
 from portald.config import WayIn
+from portald.control.vouchers import ROWS_PER_TURN, VoucherOperations
 from portald.limits import ActivityTracker, SessionLimits, UsageLedger
 from portald.store import SessionStore
 from portald.table import AuthorizationTable, EndReason
 from portald.vouchers.book import PRUNE_AFTER, Redeemed, Refused, State, VoucherBook, VoucherError
 from portald.vouchers.codes import ALPHABET, LENGTH, KeyFileError, VoucherKey, new_code, read_typed, shown
 from portald.vouchers.method import VoucherMethod
+from portald.vouchers.sheet import Slip
 
 from .web_support import CLIENT_IP, CLIENT_MAC, OTHER_IP, OTHER_MAC, WebHarness, make_config
 
@@ -321,18 +324,24 @@ def test_prune_forgets_only_vouchers_over_for_a_month(tmp_path: Path) -> None:
     assert len(desk.store.vouchers()) == 1
 
 
+def turns_until(clock: Clock, done: list) -> int:
+    """Run C{clock}'s due calls one at a time (a turn of the reactor each) until C{done} has something."""
+    turns = 0
+    while not done:
+        # One call due at a time: the work never holds the reactor for all of it.
+        due = [call for call in clock.getDelayedCalls() if call.getTime() <= clock.seconds()]
+        assert len(due) == 1
+        due[0].func(*due[0].args, **due[0].kw)
+        clock.calls.remove(due[0])
+        turns += 1
+    return turns
+
+
 def test_ten_thousand_vouchers_are_made_a_chunk_per_turn(tmp_path: Path) -> None:
     desk = Desk(tmp_path)
     made: list = []
     desk.book.create(10_000, DAY).addBoth(made.append)
-    turns = 0
-    while not made:
-        # Each turn of the reactor runs one chunk: it never holds it for the whole batch.
-        due = [call for call in desk.clock.getDelayedCalls() if call.getTime() <= desk.clock.seconds()]
-        assert len(due) == 1
-        due[0].func(*due[0].args, **due[0].kw)
-        desk.clock.calls.remove(due[0])
-        turns += 1
+    turns = turns_until(desk.clock, made)
     assert turns >= 100 and len(made[0].codes) == 10_000 and len(set(made[0].codes)) == 10_000
     assert len(desk.store.vouchers()) == 10_000
 
@@ -407,3 +416,17 @@ def test_a_form_that_names_no_way_in_is_refused_when_there_are_several(tmp_path:
     assert refused.status == 400 and "choose a way" in refused.body
     unknown = post_login(harness, CLIENT_IP, method="radius", accept="yes")
     assert unknown.status == 400 and not harness.table.is_authorized(CLIENT_MAC)
+
+
+def test_listing_many_vouchers_is_encoded_a_chunk_per_turn(tmp_path: Path) -> None:
+    desk = Desk(tmp_path)
+    desk.create(1200, devices=2)
+    operations = VoucherOperations(desk.book, desk.clock, Slip("Venue", "http://portal.example/"))
+    listed: list = []
+    operations.listing(state="unused").addCallback(listed.append)
+    assert turns_until(desk.clock, listed) == math.ceil(1200 / ROWS_PER_TURN) + 1
+    rows = json.loads(listed[0].data)
+    assert len(rows) == 1200 and {row["state"] for row in rows} == {"unused"}
+    assert set(rows[0]) == {"id", "batch", "note", "state", "duration", "devices", "devices_now", "quota",
+                            "valid_until", "created", "first_used", "ends"}  # fmt: skip
+    assert "code" not in rows[0]  # never again after create

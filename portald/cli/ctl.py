@@ -362,7 +362,7 @@ def vouchers_csv(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         writer.writerow(
             (row["code"], row["batch"], int(row["duration"]), row["devices"], row["quota"] or "",
-             row["valid_until"] or "", row["note"])
+             int(row["valid_until"]) if row["valid_until"] else "", row["note"])
         )  # fmt: skip
     return out.getvalue().rstrip("\n")
 
@@ -486,13 +486,16 @@ def main(argv: list[str] | None = None) -> int:
     if sheet is not None:
         with sheet:
             sheet.write(render_sheet(Slip.from_dict(answer["slip"]), answer["vouchers"], args.layout))
-        print(f"{name}: the sheet is in {args.sheet} (open it in a browser and print it)", file=sys.stderr)
+        # On standard output unless that carries data (JSON, CSV).
+        told = sys.stderr if args.json or args.csv else sys.stdout
     if args.json:
         print(json.dumps(answer, indent=2))
     elif args.command == "vouchers":
         print(_shown_vouchers(args, answer))
     else:
         print(_shown(args.command, answer, time.time()))
+    if sheet is not None:
+        print(f"the sheet is in {args.sheet}: open it in a browser and print it", file=told)
     return DONE
 
 

@@ -34,7 +34,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from portald.control.operations import Operations, Refused
+from portald.control.operations import EncodedJSON, Operations, Refused
 from portald.control.vouchers import VoucherOperations
 from portald.reload import Reloader, ReloadRefused
 
@@ -52,6 +52,8 @@ def _json(request: Request, status: int, value: object) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Cache-Control", b"no-store")
+    if isinstance(value, EncodedJSON):
+        return value.data + b"\n"
     return json.dumps(value, indent=2).encode() + b"\n"
 
 

@@ -40,6 +40,13 @@ class Refused(Exception):
 
 
 @attrs.frozen
+class EncodedJSON:
+    """An answer already encoded as JSON (a long list, encoded a chunk per turn of the reactor)."""
+
+    data: bytes
+
+
+@attrs.frozen
 class Sources:
     """Where the operations read what the table does not hold."""
 

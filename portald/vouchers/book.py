@@ -228,7 +228,7 @@ class VoucherBook:
                 yield None
 
         def done(_: object) -> Batch:
-            log.info("{count} vouchers made in batch {batch}", count=count, batch=name)
+            log.info("{count} voucher(s) made in batch {batch}", count=count, batch=name)
             return Batch(name, tuple(codes), tuple(made))
 
         return self._cooperator.coiterate(make()).addCallback(done)
@@ -252,6 +252,14 @@ class VoucherBook:
             ),
             key=lambda v: (v.created, v.batch, v.digest),
         )
+
+    def devices_on(self) -> dict[str, list[str]]:
+        """The MACs on each voucher in use now, by voucher id (one pass over the table)."""
+        on: dict[str, list[Session]] = {}
+        for session in self._table.sessions():
+            if session.method == METHOD and session.user is not None:
+                on.setdefault(session.user, []).append(session)
+        return {id: [s.mac for s in sorted(sessions, key=lambda s: s.started)] for id, sessions in on.items()}
 
     def sessions_of(self, voucher: Voucher) -> list[Session]:
         """Its sessions now, oldest first."""

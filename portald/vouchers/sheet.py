@@ -110,36 +110,41 @@ def _card(slip: Slip, voucher: Mapping[str, Any]) -> Tag:
 
 
 STYLE = {
+    # 190 mm: A4's width inside the page margins, on screen as on paper.
     "a4": """
 @page { size: A4; margin: 10mm; }
-body { display: grid; grid-template-columns: 1fr 1fr; gap: 0; }
-.card { height: 54mm; border: 1px dashed #999; padding: 4mm; display: grid;
-        grid-template-columns: 1fr auto; grid-template-areas: "head qrs" "code qrs" "terms qrs" "how how"; }
+body { width: 190mm; display: grid; grid-template-columns: 1fr 1fr; }
+.card { height: 54mm; border: 1px dashed #999; padding: 3mm 4mm; display: grid; column-gap: 3mm;
+        grid-template-columns: 1fr auto; grid-template-rows: auto auto 1fr auto;
+        grid-template-areas: "head qrs" "code qrs" "terms qrs" "how how"; }
 .qrs { grid-area: qrs; display: flex; gap: 2mm; }
-.qrs img { width: 26mm; height: 26mm; }
+.qrs img { width: 24mm; height: 24mm; }
+figure { width: 24mm; }
 """,
-    "80mm": "@page { size: 80mm auto; margin: 3mm; } body { width: 72mm; }",
-    "58mm": "@page { size: 58mm auto; margin: 2mm; } body { width: 52mm; } .code { font-size: 14pt; }",
+    "80mm": "@page { size: 80mm auto; margin: 3mm; } body { width: 74mm; }",
+    "58mm": "@page { size: 58mm auto; margin: 2mm; } body { width: 54mm; } .code { font-size: 13pt; }",
 }
 COMMON = """
 * { box-sizing: border-box; }
-body { margin: 0; font: 9pt/1.3 system-ui, sans-serif; color: #000; }
+body { margin: 0; font: 9pt/1.3 system-ui, sans-serif; color: #000; background: #fff; }
 .card { break-inside: avoid; overflow: hidden; }
 header { grid-area: head; }
 header p { margin: 0; }
 .venue { font-weight: bold; font-size: 11pt; }
 .what { color: #444; }
-.code { grid-area: code; font: bold 16pt/1.2 ui-monospace, monospace; letter-spacing: 0.05em; margin: 2mm 0; }
-.terms { grid-area: terms; margin: 0; padding-left: 4mm; }
+.code { grid-area: code; font: bold 15pt/1.2 ui-monospace, monospace; white-space: nowrap; margin: 1.5mm 0; }
+.terms { grid-area: terms; margin: 0; padding: 0; list-style: none; }
+.terms li { display: inline; }
+.terms li + li::before { content: " · "; }
 .how { grid-area: how; margin: 1mm 0 0; font-size: 8pt; }
-figure { margin: 0; text-align: center; font-size: 7pt; }
+figure { margin: 0; text-align: center; font-size: 6.5pt; line-height: 1.2; }
 figure img { display: block; margin: 0 auto; }
 """
 RECEIPT = """
 .card { border-bottom: 1px dashed #000; padding: 3mm 0; break-after: page; text-align: center; }
-.terms { list-style: none; padding: 0; }
 .qrs { display: flex; flex-direction: column; align-items: center; gap: 2mm; margin-top: 2mm; }
-.qrs img { width: 38mm; height: 38mm; }
+.qrs img { width: 36mm; height: 36mm; }
+figure { font-size: 8pt; }
 """
 
 
