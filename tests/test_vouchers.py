@@ -407,7 +407,7 @@ def test_a_guest_signs_in_with_a_voucher_and_another_with_a_click(tmp_path: Path
     logins = harness.web.portal.logins
     # The wrong code is a guess; the full voucher is not (a right code, no room).
     assert logins[("voucher", "ok")] == 1 and logins[("voucher", "refused")] == 1
-    assert logins[("voucher", "incomplete")] == 1
+    assert logins[("voucher", "declined")] == 1 and logins[("voucher", "incomplete")] == 1
 
 
 def test_a_form_that_names_no_way_in_is_refused_when_there_are_several(tmp_path: Path) -> None:

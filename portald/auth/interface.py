@@ -45,6 +45,8 @@ class AuthResult:
     message: str = ""
     user: str | None = None
     counts: bool = True
+    # A failure because the form was not filled in (an empty field, no tick).
+    incomplete: bool = False
     # What the method says of the session, over the way in's settings: its
     # length and data allowance (a voucher's), and other devices' sessions
     # it ends once granted (a voucher on its most devices).
@@ -64,8 +66,8 @@ class AuthResult:
         return cls(True, user=user, duration=duration, quota_bytes=quota_bytes, ends=ends)
 
     @classmethod
-    def failure(cls, message: str, *, counts: bool = True) -> AuthResult:
-        return cls(False, message, counts=counts)
+    def failure(cls, message: str, *, counts: bool = True, incomplete: bool = False) -> AuthResult:
+        return cls(False, message, counts=counts and not incomplete, incomplete=incomplete)
 
 
 class IAuthenticator(Interface):

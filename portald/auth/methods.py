@@ -27,7 +27,7 @@ class ClickThrough:
 
     def authenticate(self, credentials: Credentials) -> Deferred[AuthResult]:
         if credentials.fields.get(ACCEPT_FIELD) != "yes":
-            return succeed(AuthResult.failure("Please tick the box to accept the terms.", counts=False))
+            return succeed(AuthResult.failure("Please tick the box to accept the terms.", incomplete=True))
         return succeed(AuthResult.success())
 
 
@@ -59,7 +59,7 @@ class AccessCode:
     def authenticate(self, credentials: Credentials) -> Deferred[AuthResult]:
         typed = self._normalise(credentials.fields.get(CODE_FIELD, ""))
         if not typed:
-            return succeed(AuthResult.failure("Please type the access code.", counts=False))
+            return succeed(AuthResult.failure("Please type the access code.", incomplete=True))
         candidate = typed.encode("utf-8")
         # Compare with every code, in constant time each: no early exit
         # tells a guesser how close they came or which list entry matched.

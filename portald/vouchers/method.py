@@ -27,7 +27,7 @@ class VoucherMethod:
     def authenticate(self, credentials: Credentials) -> Deferred[AuthResult]:
         typed = credentials.fields.get(VOUCHER_FIELD, "")
         if not typed.strip():
-            return succeed(AuthResult.failure("Please type the voucher code.", counts=False))
+            return succeed(AuthResult.failure("Please type the voucher code.", incomplete=True))
         try:
             outcome = self._book.redeem(typed, credentials.mac)
         except JournalRefused:

@@ -68,7 +68,7 @@ class Portal:
     refusals: Refusals = attrs.field(
         default=attrs.Factory(lambda self: Refusals(self.clock), takes_self=True)
     )
-    # Sign-in attempts by (method, result): ok, refused, incomplete, limited, not_recorded, error.
+    # Sign-in attempts by (method, result): ok, refused, declined, incomplete, limited, not_recorded, error.
     logins: Counter[tuple[str, str]] = attrs.field(factory=Counter)
 
     def reconfigure(self, config: Config, ways: tuple[Way, ...]) -> None:

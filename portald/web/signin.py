@@ -167,11 +167,13 @@ class Login(FormTarget):
     ) -> None:
         portal = self.portal
         if not result.ok:
-            portal.count_login(way.name, "refused" if result.counts else "incomplete")
+            # refused: a wrong code (a guess); declined: a right one that cannot be used now.
+            outcome = "refused" if result.counts else "incomplete" if result.incomplete else "declined"
+            portal.count_login(way.name, outcome)
             if result.counts:
                 self._limiter.record_failure(mac)
             elif way.authenticator.guessable:
-                # Nothing was evaluated (an empty field): not a guess.
+                # Not a guess (an empty field, or a right code that cannot be used now).
                 self._budget.give_back()
             log.info("sign-in refused for {mac} ({ip}): {why}", mac=mac, ip=ip, why=result.message)
             if not finished:
