@@ -396,6 +396,8 @@ def test_a_guest_signs_in_with_a_voucher_and_another_with_a_click(tmp_path: Path
     # The voucher is on its one device: a second is told so.
     full = post_login(harness, OTHER_IP, method="voucher", voucher=code)
     assert full.status == 403 and "in use on 1 device already" in full.body
+    empty = post_login(harness, OTHER_IP, method="voucher", voucher="  ")
+    assert empty.status == 403 and "Please type the voucher code" in empty.body
     clicked = post_login(harness, OTHER_IP, method="click-through", accept="yes")
     assert clicked.status == 200
     other = harness.table.session(OTHER_MAC)
