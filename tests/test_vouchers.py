@@ -349,10 +349,12 @@ def test_ten_thousand_vouchers_are_made_a_chunk_per_turn(tmp_path: Path) -> None
 # --- through the portal ---
 
 
-def voucher_harness(tmp_path: Path, ways: tuple[WayIn, ...] | None = None) -> tuple[WebHarness, Desk]:
+def voucher_harness(
+    tmp_path: Path, ways: tuple[WayIn, ...] | None = None, **auth: object
+) -> tuple[WebHarness, Desk]:
     config = make_config()
     ways = ways or (WayIn("click-through", timeout=1800.0), WayIn("voucher"))
-    config = attrs.evolve(config, auth=attrs.evolve(config.auth, methods=ways))
+    config = attrs.evolve(config, auth=attrs.evolve(config.auth, methods=ways, **auth))
     desks: list[Desk] = []
 
     def method(table: AuthorizationTable, clock: Clock) -> VoucherMethod:
@@ -410,6 +412,24 @@ def test_a_guest_signs_in_with_a_voucher_and_another_with_a_click(tmp_path: Path
     # The wrong code is a guess; the full voucher is not (a right code, no room).
     assert logins[("voucher", "ok")] == 1 and logins[("voucher", "refused")] == 1
     assert logins[("voucher", "declined")] == 1 and logins[("voucher", "incomplete")] == 1
+
+
+def test_guessed_vouchers_are_limited_per_device_and_for_all_devices(tmp_path: Path) -> None:
+    harness, desk = voucher_harness(tmp_path, max_attempts=3, max_attempts_total=4, attempt_window=60.0)
+    (code,) = desk.create()
+    for guess in ("AAAA-AAAA-AA", "BBBB-BBBB-BB", "CCCC-CCCC-CC"):
+        assert post_login(harness, CLIENT_IP, method="voucher", voucher=guess).status == 403
+    # This device has had its three: even the right code waits.
+    blocked = post_login(harness, CLIENT_IP, method="voucher", voucher=code)
+    assert blocked.status == 429 and "Too many attempts" in blocked.body
+    # Another device (a guesser's next MAC) has the one guess left of all devices' four...
+    assert post_login(harness, OTHER_IP, method="voucher", voucher="DDDD-DDDD-DD").status == 403
+    slowed = post_login(harness, OTHER_IP, method="voucher", voucher="EEEE-EEEE-EE")
+    assert slowed.status == 429
+    # ... and once the window has gone by, the guest with the right code is in.
+    harness.clock.advance(61)
+    assert post_login(harness, CLIENT_IP, method="voucher", voucher=code).status == 200
+    assert harness.table.session(CLIENT_MAC).method == "voucher"
 
 
 def test_a_form_that_names_no_way_in_is_refused_when_there_are_several(tmp_path: Path) -> None:
