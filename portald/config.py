@@ -326,6 +326,20 @@ def parse_path(node: Node) -> Path:
     return Path(value)
 
 
+def parse_url_path(node: Node) -> str:
+    value = node.scalar()
+    if not isinstance(value, str) or not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+        raise node.error("a path such as /api/captive")
+    return value
+
+
+def parse_web_url(node: Node) -> str:
+    value = node.scalar()
+    if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s\"<>]+", value) or len(value) > 512:
+        raise node.error("an http:// or https:// URL")
+    return value
+
+
 def choice(*choices: str) -> Parser:
     def parse(node: Node) -> str:
         value = node.scalar()
@@ -480,6 +494,8 @@ class PortalSettings:
     address6: ipaddress.IPv6Address | None = setting(optional(parse_ipv6), None)
     hostname: str = setting(parse_hostname, "portal.example")
     venue: str = setting(parse_text, "Guest Wi-Fi")
+    # The venue's own page (opening hours, the menu), for the Captive Portal API.
+    venue_info_url: str | None = setting(optional(parse_web_url), None)
     terms: str = setting(parse_text, "Be kind to the network and to each other.")
     interface: str = setting(parse_interface, "wlan0")
 
@@ -528,9 +544,23 @@ DEFAULT_PROBES: tuple[ProbeRule, ...] = (
 
 
 @attrs.frozen
+class TLSSettings:
+    """The portal's own name over HTTPS: the operator's certificate chain and key for C{portal.hostname}."""
+
+    certificate: Path = setting(parse_path, doc="PEM: the certificate, then its chain")
+    key: Path = setting(parse_path, doc="PEM: its private key (unencrypted)")
+    port: int = setting(parse_port, 443)
+    # Renewed files (an ACME client's) are picked up this often, and at a reload.
+    check_interval: float = setting(positive_duration, 60.0)
+
+
+@attrs.frozen
 class HTTPSettings:
     listen: IPAddress | None = setting(optional(parse_ip), None)
     port: int = setting(parse_port, 80)
+    tls: TLSSettings | None = setting(optional(section(TLSSettings)), None, doc="HTTPS for portal.hostname")
+    # The RFC 8908 Captive Portal API, on the portal's own name.
+    api_path: str = setting(parse_url_path, "/api/captive")
     probes: tuple[ProbeRule, ...] = setting(list_of(parse_probe), DEFAULT_PROBES)
     theme: Path | None = setting(optional(parse_path), None)
     # Input bounds: what one guest can make the portal hold.
@@ -722,9 +752,22 @@ class Config:
 
     @property
     def portal_url(self) -> str:
-        """The portal's own root URL, on its own host name."""
+        """The portal's own root URL, on its own host name: over HTTPS when it has a certificate."""
+        if self.http.tls is not None:
+            port = "" if self.http.tls.port == 443 else f":{self.http.tls.port}"
+            return f"https://{self.portal.hostname}{port}/"
+        return self.plain_portal_url
+
+    @property
+    def plain_portal_url(self) -> str:
+        """The portal's root URL over plain HTTP."""
         port = "" if self.http.port == 80 else f":{self.http.port}"
         return f"http://{self.portal.hostname}{port}/"
+
+    @property
+    def captive_api_url(self) -> str:
+        """The RFC 8908 API's URI, as DHCP option 114 and RA option 37 announce it."""
+        return self.portal_url.rstrip("/") + self.http.api_path
 
     def session_timeout(self) -> float:
         """The hard session length for the configured login method."""
@@ -841,10 +884,13 @@ def _resolve_paths(config: Config, base: Path) -> Config:
 
     sources = tuple(attrs.evolve(s, path=resolve(s.path)) for s in config.leases.sources)
     theme = resolve(config.http.theme) if config.http.theme else None
+    tls = config.http.tls
+    if tls is not None:
+        tls = attrs.evolve(tls, certificate=resolve(tls.certificate), key=resolve(tls.key))
     return attrs.evolve(
         config,
         leases=attrs.evolve(config.leases, sources=sources),
-        http=attrs.evolve(config.http, theme=theme),
+        http=attrs.evolve(config.http, theme=theme, tls=tls),
         state=attrs.evolve(config.state, database=resolve(config.state.database)),
         control=attrs.evolve(config.control, socket=resolve(config.control.socket)),
         vouchers=attrs.evolve(

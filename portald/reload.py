@@ -32,6 +32,7 @@ LIVE_KEYS = frozenset(
     {
         "portal.venue",
         "portal.terms",
+        "portal.venue_info_url",
         "http.theme",
         "http.probes",
         "log.format",

@@ -8,6 +8,7 @@ message that names the key instead of failing in the background.
 
 from __future__ import annotations
 
+import datetime
 import sys
 
 from twisted.application.service import IService, MultiService
@@ -44,8 +45,9 @@ from portald.vouchers.book import VoucherBook
 from portald.vouchers.codes import KeyFileError, VoucherKey
 from portald.vouchers.method import VoucherMethod
 from portald.vouchers.sheet import Slip
-from portald.web.service import HTTPService, ipv6_listener, web_service
+from portald.web.service import HTTPService, https_listeners, ipv6_listener, web_service
 from portald.web.theme import load_theme
+from portald.web.tls import PortalTLS, load_certificate
 from portald.welcome import WelcomeService
 
 log = Logger()
@@ -53,6 +55,26 @@ log = Logger()
 # The running reactor: portald needs its time, its start and stop, processes
 # (nft) and sockets; it is typed by the first, the one every part takes.
 PortalReactor = IReactorTime
+
+
+def check_warnings(config: Config) -> list[str]:
+    """What C{--check} points out in a file that loads: things that work, but not as a phone expects."""
+    warnings = []
+    if config.http.tls is None:
+        warnings.append(
+            "http.tls is not set: phones use the Captive Portal API (DHCP option 114) only over HTTPS, "
+            "so they will find the portal by their probes alone"
+        )
+    if len(config.captive_api_url.encode()) > 255:
+        warnings.append(
+            f"the Captive Portal API's URI is over 255 bytes, too long for DHCP: {config.captive_api_url}"
+        )
+    if not any(address == config.portal.address or address.is_unspecified for address in config.dns_listen):
+        warnings.append(
+            f"portald's DNS does not listen on portal.address, so a guest asking another resolver may not "
+            f"find {config.portal.hostname}: hand out {config.portal.address} as the DNS server"
+        )
+    return warnings
 
 
 class Options(usage.Options):
@@ -79,11 +101,18 @@ class Options(usage.Options):
         try:
             self.config: Config = load_config(self["config"])
             load_theme(self.config)  # a broken template is the file's error too
+            if self.config.http.tls is not None:
+                # So is a certificate that cannot serve portal.hostname now.
+                load_certificate(
+                    self.config.http.tls, self.config.portal.hostname, datetime.datetime.now(datetime.UTC)
+                )
         except ConfigError as e:
             # Not a UsageError: twistd would print its whole help text above
             # it, burying the one line that says what is wrong.
             raise SystemExit(f"portald: configuration error: {e}") from None
         if self["check"]:
+            for warning in check_warnings(self.config):
+                print(f"{self['config']}: warning: {warning}")
             print(f"{self['config']}: configuration OK")
             sys.exit(0)
         # twistd starts its logger after this, from its own options: portald's
@@ -327,6 +356,11 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     web6 = ipv6_listener(config, web, reactor, learner)  # type: ignore[arg-type]
     if web6 is not None:
         services.append(web6)
+    # HTTPS for the portal's own name; the certificate is checked here, before anything listens.
+    tls = PortalTLS(config.http.tls, config.portal.hostname, reactor) if config.http.tls is not None else None
+    if tls is not None:
+        services.append(tls)
+        services.extend(https_listeners(config, web, tls, reactor, learner))  # type: ignore[arg-type]
     if config.source is not None:
         reloader = Reloader(
             config.source.absolute(),

@@ -30,6 +30,7 @@ dns:
   port: 5353
 http:
   port: 8080
+  tls: {certificate: /etc/portald/portal.crt, key: /etc/portald/portal.key, port: 8443}
 firewall:
   backend: nftables
   table: guests

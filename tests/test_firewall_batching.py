@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from typing import Any
 
 import pytest
@@ -801,16 +802,26 @@ def test_the_service_tree_wires_the_configured_backend(tmp_path) -> None:
 
     from portald.firewall.none import NoFirewall
     from portald.tap import build_service
+    from tests.tls_support import LabCA
 
-    text = FULL_YAML + (
+    certificate, key = LabCA.make().issue(tmp_path, "portal.example")
+    text = FULL_YAML.replace("/etc/portald/portal.crt", str(certificate)).replace(
+        "/etc/portald/portal.key", str(key)
+    ) + (
         f"state:\n  database: {tmp_path / 'sessions.sqlite3'}\ncontrol:\n  socket: {tmp_path / 'control.sock'}\n"
     )
-    service = build_service(config(text), MemoryReactorClock())
+    reactor = MemoryReactorClock()
+    reactor.advance(time.time())  # the certificate is checked against the reactor's clock
+    service = build_service(config(text), reactor)
+    # HTTPS on both portal addresses, from the one certificate.
+    assert service.getServiceNamed("https").args[0] == 8443
+    assert service.getServiceNamed("https6").kwargs["interface"] == "2001:db8::1"
+    assert service.getServiceNamed("https").args[2] is service.getServiceNamed("tls")
     assert isinstance(service.firewall, NftablesFirewall)
     assert service.firewall.parent is service
     assert service.limits._source is service.firewall
     service.store.close()
-    none = build_service(config(text.replace("backend: nftables", "backend: none")), MemoryReactorClock())
+    none = build_service(config(text.replace("backend: nftables", "backend: none")), reactor)
     assert isinstance(none.firewall, NoFirewall) and none.limits._source is none.activity
     none.store.close()
 

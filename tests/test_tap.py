@@ -89,6 +89,28 @@ def test_check_validates_and_exits(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "dns.port: expected a port number" in bad.stderr
 
 
+def test_check_warns_of_no_tls_and_refuses_a_certificate_for_another_name(tmp_path: Path) -> None:
+    from tests.daemon_support import dev_config
+    from tests.tls_support import LabCA
+
+    good = run(str(TWISTD), "portald", "--check", "--config", str(DEV_CONFIG), cwd=tmp_path)
+    assert "warning: http.tls is not set: phones use the Captive Portal API" in good.stdout
+    certificate, key = LabCA.make().issue(tmp_path, "other.example")
+    path = dev_config(
+        tmp_path, http={"tls": {"certificate": str(certificate), "key": str(key), "port": 8443}}
+    )
+    bad = run(str(TWISTD), "portald", "--check", "--config", str(path), cwd=tmp_path)
+    assert bad.returncode != 0
+    assert "http.tls.certificate: the certificate in" in bad.stderr
+    assert "is for other.example, not portal.hostname portal.example" in bad.stderr
+    certificate, key = LabCA.make().issue(tmp_path, "portal.example")
+    path = dev_config(
+        tmp_path, http={"tls": {"certificate": str(certificate), "key": str(key), "port": 8443}}
+    )
+    fine = run(str(TWISTD), "portald", "--check", "--config", str(path), cwd=tmp_path)
+    assert fine.returncode == 0 and "warning" not in fine.stdout, fine.stdout
+
+
 def test_twistd_portald_help_documents_every_option() -> None:
     result = run(str(TWISTD), "portald", "--help")
     assert result.returncode == 0

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from portald.cli import prog
-from portald.config import DEFAULT_CONFIG_PATH, ConfigError, byte_count, duration_seconds, load_config
+from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, byte_count, duration_seconds, load_config
 from portald.vouchers.sheet import LAYOUTS, Slip, render_sheet
 
 DONE, REFUSED, UNREACHABLE = 0, 1, 2
@@ -255,6 +255,10 @@ def _parser() -> argparse.ArgumentParser:
     disallow.add_argument("mac", metavar="MAC")
     commands.add_parser("allowed", help="the always-allowed list")
     commands.add_parser("reload", help="read the configuration file again (as SIGHUP)")
+    commands.add_parser(
+        "dhcp-options",
+        help="the lines that announce the Captive Portal API to DHCP and RA servers (from the file alone)",
+    )
     vouchers = commands.add_parser("vouchers", help="make, list, withdraw vouchers").add_subparsers(
         dest="voucher_command", required=True, metavar="WHAT"
     )
@@ -461,9 +465,43 @@ def socket_path(args: argparse.Namespace) -> Path:
         raise Unreachable(f"cannot find the control socket: {e} (or give --socket PATH)") from None
 
 
+def dhcp_options(config: Config) -> str:
+    """How each DHCP and RA server announces the API (RFC 8910: DHCPv4 114, DHCPv6 103, RA 37)."""
+    uri = config.captive_api_url
+    lines = [f"# The Captive Portal API (RFC 8908) of {config.portal.venue}: {uri}"]
+    if config.http.tls is None:
+        lines.append("# warning: http.tls is not set, and phones use the API only over HTTPS")
+    if len(uri.encode()) > 255:
+        lines.append("# warning: the URI is over 255 bytes, more than a DHCP option holds")
+    lines += [
+        "",
+        "# dnsmasq (dnsmasq.conf): DHCPv4, DHCPv6, and RAs need radvd below",
+        f'dhcp-option-force=114,"{uri}"',
+        f'dhcp-option=option6:103,"{uri}"',
+        "",
+        "# ISC dhcpd (dhcpd.conf; its name for option 114 is default-url)",
+        f'option default-url "{uri}";',
+        "",
+        '# Kea (kea-dhcp4.conf and kea-dhcp6.conf, in "option-data")',
+        f'{{ "name": "v4-captive-portal", "data": "{uri}" }}',
+        f'{{ "name": "v6-captive-portal", "data": "{uri}" }}',
+        "",
+        "# radvd (radvd.conf, in the interface block of the guests' interface): RA option 37",
+        f'AdvCaptivePortalAPI "{uri}";',
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     name = prog("portald.cli.ctl")
+    if args.command == "dhcp-options":
+        try:
+            print(dhcp_options(load_config(args.config)))
+        except ConfigError as e:
+            print(f"{name}: {e}", file=sys.stderr)
+            return REFUSED
+        return DONE
     sheet = None
     try:
         method, target, body = _request(args)

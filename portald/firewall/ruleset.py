@@ -44,6 +44,8 @@ class FirewallPlan:
     dns_port: int
     http_port: int
     gateway_services: tuple[GatewayService, ...] = ()
+    # The portal over HTTPS (http.tls): the portal's addresses only.
+    https_port: int | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> FirewallPlan:
@@ -57,6 +59,7 @@ class FirewallPlan:
             dns_port=config.dns.port,
             http_port=config.http.port,
             gateway_services=config.firewall.gateway_services,
+            https_port=config.http.tls.port if config.http.tls is not None else None,
         )
 
     @property
@@ -324,6 +327,15 @@ def ruleset(
         for protocol in ("tcp", "udp")
         if any(s.protocol == protocol for s in plan.gateway_services)
     ]
+    https = []
+    if plan.https_port is not None:
+        https.append(
+            f'ip daddr {plan.portal4} tcp dport {plan.https_port} accept comment "the portal over HTTPS"'
+        )
+        if plan.portal6 is not None:
+            https.append(
+                f'ip6 daddr {plan.portal6} tcp dport {plan.https_port} accept comment "the portal over HTTPS"'
+            )
     chains = [
         _chain(
             "input",
@@ -335,6 +347,7 @@ def ruleset(
                 'udp dport 547 accept comment "DHCPv6"',
                 f'meta l4proto {{ tcp, udp }} th dport {plan.dns_port} accept comment "portald\'s DNS"',
                 f'tcp dport {plan.http_port} accept comment "the portal"',
+                *https,
                 "icmp type echo-request accept",
                 "icmpv6 type { echo-request, nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept",
                 *listed,

@@ -55,6 +55,10 @@ class FormGuard:
         port = "" if config.http.port == 80 else f":{config.http.port}"
         hosts = portal_hosts(config.portal)
         self._origins = {f"http://{host}{port}".encode("ascii") for host in hosts} | {b"null"}
+        if config.http.tls is not None:
+            # Over HTTPS only the portal's own name is ever answered.
+            tls_port = "" if config.http.tls.port == 443 else f":{config.http.tls.port}"
+            self._origins.add(f"https://{config.portal.hostname}{tls_port}".encode("ascii"))
 
     def token(self, ip: str) -> str:
         return self._signer.sign(CSRF, ip, "form")

@@ -9,6 +9,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from portald.web.account import Extend, Logout, Status
+from portald.web.captive_api import CaptiveAPI
 from portald.web.intercept import Interception
 from portald.web.page import MissingPage, client_ip
 from portald.web.portal import Portal
@@ -55,6 +56,8 @@ class PortalRoot(Resource):
             b"static": StaticFiles(portal),
         }
         self._not_found = MissingPage(portal)
+        self._api_path = portal.config.http.api_path.encode("ascii")
+        self._api = CaptiveAPI(portal)
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
         if not self._interception.is_portal_host(request.getHeader(b"host")):
@@ -62,4 +65,6 @@ class PortalRoot(Resource):
         for name, value in COMMON_HEADERS:
             request.setHeader(name, value)
         request.setHeader(b"Content-Security-Policy", PORTAL_CSP)
+        if request.path == self._api_path:
+            return self._api
         return self._pages.get(path, self._not_found)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application.internet import TCPServer
+from twisted.application.internet import SSLServer, TCPServer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.protocol import Factory
@@ -26,6 +26,7 @@ from portald.web.portal import NO_HOOKS, LastEnding, Portal, PortalHooks, Usage
 from portald.web.replies import Replies
 from portald.web.root import PortalRoot
 from portald.web.theme import load_theme
+from portald.web.tls import PortalTLS
 from portald.web.tokens import Signer
 
 log = Logger()
@@ -149,6 +150,27 @@ def ipv6_listener(
     )
     listener.setName("http6")
     return listener
+
+
+def https_listeners(
+    config: Config, web: HTTPService, tls: PortalTLS | None, reactor: IReactorTCP, learner: IPv6Learner | None
+) -> list[SSLServer]:
+    """The portal over HTTPS (C{http.tls}) on the same addresses as HTTP: its own name only."""
+    if tls is None or config.http.tls is None:
+        return []
+    addresses = [config.http_listen] + ([config.http_listen6] if config.http_listen6 is not None else [])
+    listeners = []
+    for index, address in enumerate(addresses):
+        listener = SSLServer(
+            config.http.tls.port,
+            _learning(web.web, str(address), learner),
+            tls,
+            interface=str(address),
+            reactor=reactor,
+        )
+        listener.setName("https" if index == 0 else "https6")
+        listeners.append(listener)
+    return listeners
 
 
 def web_service(
