@@ -362,10 +362,15 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         services.append(tls)
         services.extend(https_listeners(config, web, tls, reactor, learner))  # type: ignore[arg-type]
     if config.source is not None:
+        appliers = reload_appliers(table, firewall, dns, web, operations, book, voucher_desk)
+        if tls is not None:
+            # A reload reads the certificate files again, changed or not (a renewal's hook may send SIGHUP).
+            certificates = tls
+            appliers.append(lambda _config: certificates.check(force=True))
         reloader = Reloader(
             config.source.absolute(),
             config,
-            reload_appliers(table, firewall, dns, web, operations, book, voucher_desk),
+            appliers,
             # The theme's templates parsed before anything is applied.
             checks=[load_theme],
         )

@@ -48,6 +48,8 @@ def what_to_try(config: Config, ctl: str = "portald-ctl") -> list[str]:
             else []
         )
         + [
+            f"API:   curl -H 'Host: {config.portal.hostname}' http://{host}:{port}{config.http.api_path}   "
+            "(RFC 8908: captive or not, time left)",
             f"Portal: http://{host}:{port}/ with 'Host: {config.portal.hostname}', or open it in a browser",
         ]
     )

@@ -94,6 +94,10 @@ def test_a_phone_finds_the_api_in_its_lease_and_follows_it(lab) -> None:
     assert signed.stdout in ("200", "303"), signed
     state = ask_api(phone, trusted)
     assert state["captive"] is False and 0 < state["seconds-remaining"] <= SESSION, state
+    # A restart changes nothing for the phone (the session comes back from the store).
+    portal.restart()
+    after = ask_api(phone, trusted)
+    assert after["captive"] is False and after["seconds-remaining"] <= state["seconds-remaining"], after
     # The session ends: captive again.
     wait_for(lambda: ask_api(phone, trusted)["captive"] is True, SESSION + 10, interval=1, what="the end")
 
