@@ -232,3 +232,23 @@ def test_the_socket_is_group_only_and_removed_at_stop(tmp_path: Path) -> None:
     finally:
         twistd.stop(signal.SIGTERM)
     assert not sock.exists()
+
+
+def test_dhcp_options_come_from_the_file_alone(tmp_path: Path) -> None:
+    path = dev_config(tmp_path, http={"tls": {"certificate": "c.pem", "key": "k.pem", "port": 443}})
+    done = ctl("--config", str(path), "dhcp-options")  # no portald running: the file is enough
+    assert done.returncode == 0, done.stderr
+    uri = "https://portal.example/api/captive"
+    for line in (
+        f'dhcp-option-force=114,"{uri}"',
+        f'dhcp-option=option6:103,"{uri}"',
+        f'option default-url "{uri}";',
+        f'{{ "name": "v4-captive-portal", "data": "{uri}" }}',
+        f'{{ "name": "v6-captive-portal", "data": "{uri}" }}',
+        f'AdvCaptivePortalAPI "{uri}";',
+    ):
+        assert line in done.stdout.splitlines()
+    assert "warning" not in done.stdout
+    plain = ctl("--config", str(dev_config(tmp_path)), "dhcp-options")
+    assert "# warning: http.tls is not set" in plain.stdout
+    assert ctl("--config", str(tmp_path / "missing.yaml"), "dhcp-options").returncode == 1
