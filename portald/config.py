@@ -300,6 +300,38 @@ def parse_byte_size(node: Node) -> int:
     raise node.error("a data amount such as 500MB, 2GB or 1GiB (0 for unlimited)")
 
 
+_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)?", re.IGNORECASE)
+_RATE_UNITS = {None: 1, "bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
+# What tc's HTB can do: from 8 kbit/s to 100 Gbit/s.
+LEAST_RATE, MOST_RATE = 8_000, 100 * 10**9
+
+
+def rate_bits(text: str) -> int | None:
+    """A rate such as ``10Mbit`` or ``500kbit`` in bit/s (0: unlimited); C{None} if it is not one."""
+    match = _RATE.fullmatch(text.strip())
+    if match is None:
+        return None
+    unit = match.group(2).lower() if match.group(2) else None
+    return int(float(match.group(1)) * _RATE_UNITS[unit])
+
+
+def parse_rate(node: Node) -> int:
+    """A rate in bit/s: ``10Mbit``, ``2mbit``, ``500kbit``; 0 is unlimited."""
+    value = node.scalar()
+    expected = "a rate such as 10Mbit, 2Mbit or 500kbit (0 for unlimited)"
+    if isinstance(value, int) and not isinstance(value, bool):
+        bits = value
+    elif isinstance(value, str):
+        bits = rate_bits(value)
+    else:
+        bits = None
+    if bits is None or bits < 0:
+        raise node.error(expected)
+    if bits and not LEAST_RATE <= bits <= MOST_RATE:
+        raise node.error(expected + ", from 8kbit to 100Gbit")
+    return bits
+
+
 def positive_byte_size(node: Node) -> int:
     """A data amount above zero (a bound that 0 would make refuse everything)."""
     value = parse_byte_size(node)
@@ -603,6 +635,8 @@ class WayIn:
     timeout: float | None = setting(optional(positive_duration), None)
     idle_timeout: float | None = setting(optional(parse_duration), None)
     quota: int | None = setting(optional(parse_byte_size), None)
+    rate_down: int | None = setting(optional(parse_rate), None)
+    rate_up: int | None = setting(optional(parse_rate), None)
 
 
 @attrs.frozen
@@ -663,6 +697,17 @@ class SessionSettings:
     extendable: bool = setting(parse_bool, False)
     warn_before: float = setting(parse_duration, 300.0)
     sample_interval: float = setting(positive_duration, 60.0)
+    # Each signed-in device's download and upload rate (0: unlimited), shaped in the kernel.
+    rate_down: int = setting(parse_rate, 0)
+    rate_up: int = setting(parse_rate, 0)
+
+
+@attrs.frozen
+class ShapingSettings:
+    """Where per-device rates are shaped: downloads on portal.interface, uploads on the uplink."""
+
+    uplink: str | None = setting(optional(parse_interface), None, doc="the interface towards the internet")
+    tc: Path = setting(parse_path, Path("/usr/sbin/tc"))
 
 
 @attrs.frozen
@@ -723,6 +768,7 @@ class Config:
     auth: AuthSettings = setting(section(AuthSettings), AuthSettings())
     vouchers: VoucherSettings = setting(section(VoucherSettings), VoucherSettings())
     sessions: SessionSettings = setting(section(SessionSettings), SessionSettings())
+    shaping: ShapingSettings = setting(section(ShapingSettings), ShapingSettings())
     firewall: FirewallSettings = setting(section(FirewallSettings), FirewallSettings())
     state: StateSettings = setting(section(StateSettings), StateSettings())
     control: ControlSettings = setting(section(ControlSettings), ControlSettings())
@@ -785,6 +831,24 @@ class Config:
         idle = way.idle_timeout if way.idle_timeout is not None else sessions.idle_timeout
         quota = way.quota if way.quota is not None else sessions.quota
         return (way.timeout or sessions.timeout, idle or None, quota or None)
+
+    def rates_for(self, method: str) -> tuple[int, int]:
+        """(down, up) bit/s of a session by C{method} (0: unlimited); staff's sessions are never shaped."""
+        down, up = self.sessions.rate_down, self.sessions.rate_up
+        for way in self.ways_in():
+            if way.method == method:
+                down = way.rate_down if way.rate_down is not None else down
+                up = way.rate_up if way.rate_up is not None else up
+        if method == "staff":
+            return (0, 0)
+        return (down, up)
+
+    @property
+    def shapes(self) -> bool:
+        """Whether any session may be shaped."""
+        rates = [self.sessions.rate_down, self.sessions.rate_up]
+        rates += [r for way in self.ways_in() for r in (way.rate_down, way.rate_up) if r is not None]
+        return any(rates)
 
     @property
     def voucher_key_file(self) -> Path:
@@ -859,6 +923,17 @@ def _check_consistency(config: Config, lines: dict[str, int]) -> None:
                 raise fail(f"auth.methods[{index}].codes", "access-code needs at least one code")
             if way.method != "access-code" and way.codes:
                 raise fail(f"auth.methods[{index}].codes", f"codes are for access-code, not {way.method}")
+    if config.shapes:
+        if config.firewall.backend != "nftables":
+            raise fail(
+                "sessions.rate_down", "rates are shaped in the kernel: they need firewall.backend: nftables"
+            )
+        if config.shaping.uplink is None:
+            raise fail(
+                "shaping.uplink", "expected the interface towards the internet, where uploads are shaped"
+            )
+        if config.shaping.uplink == config.portal.interface:
+            raise fail("shaping.uplink", "expected another interface than portal.interface")
     if config.firewall.backend == "nftables":
         # The firewall sends captive clients' DNS and HTTP to portal.address:
         # something must listen there.

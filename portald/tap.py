@@ -27,6 +27,7 @@ from portald.control.vouchers import VoucherOperations
 from portald.dns.service import DNSService
 from portald.filelimit import files_needed, raise_open_file_limit
 from portald.firewall.interface import IFirewall
+from portald.firewall.shaping import Shaper
 from portald.learning6 import IPv6Learner
 from portald.leases.notifier import make_notifier
 from portald.leases.watcher import LeaseWatcher, watched_files
@@ -194,6 +195,15 @@ def firewall_for(config: Config, table: AuthorizationTable, reactor: PortalReact
     return NoFirewall()
 
 
+def shaper_for(config: Config, table: AuthorizationTable, reactor: PortalReactor) -> Shaper | None:
+    """Per-device rates, when any are configured (the configuration checked they can be shaped)."""
+    if not config.shapes:
+        return None
+    from portald.firewall.process import SpawnedProcessRunner
+
+    return Shaper(config, table, reactor, SpawnedProcessRunner(reactor))
+
+
 def leases_updated(firewall: IFirewall, neighbours: Neighbours) -> None:
     """What the firewall does when the leases change."""
     # A signed-in device whose lease moved is counted at its new address.
@@ -343,9 +353,11 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     voucher_desk = VoucherOperations(book, reactor, Slip.from_config(config))
     api = ControlAPI(operations, Enforcement(firewall.applied, reactor), voucher_desk)
     control = ControlSocketService(config.control, api, reactor)
+    shaper = shaper_for(config, table, reactor)
     services: list[IService] = [
         leases,
         firewall,
+        *([shaper] if shaper is not None else []),
         limits,
         lag,
         dns,
@@ -363,6 +375,8 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         services.extend(https_listeners(config, web, tls, reactor, learner))  # type: ignore[arg-type]
     if config.source is not None:
         appliers = reload_appliers(table, firewall, dns, web, operations, book, voucher_desk)
+        if shaper is not None:
+            appliers.append(shaper.reconfigure)
         if tls is not None:
             # A reload reads the certificate files again, changed or not (a renewal's hook may send SIGHUP).
             certificates = tls
@@ -393,7 +407,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         registry.register(PortaldCollector(figures))
         services.append(MetricsService(config.metrics.listen, registry, reactor))
     # Every observer of the table, in the order they hear of a change.
-    for observer in (SessionLog(), activity, firewall, ledger, endings, book):
+    for observer in (SessionLog(), activity, firewall, ledger, endings, book, *([shaper] if shaper else [])):
         table.add_observer(observer)
     return PortalService(
         table=table,
