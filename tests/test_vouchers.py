@@ -186,9 +186,8 @@ def test_replace_oldest_ends_the_oldest_session_and_keeps_the_time(tmp_path: Pat
     assert not desk.table.is_authorized(MAC1) and desk.table.is_authorized(MAC2)
 
 
-def test_a_vouchers_quota_is_shared_by_its_devices_and_outlives_their_sessions(tmp_path: Path) -> None:
-    clock = Clock()
-    clock.advance(1_800_000_000)
+def metered_desk(tmp_path: Path, clock: Clock):
+    """A desk whose sessions are metered: (desk, table, store, activity, limits), the limits asking the book for pools."""
     ledger = UsageLedger(clock)
     store = SessionStore.open(tmp_path / "sessions.sqlite3", usage=ledger.usage)
     table = AuthorizationTable(clock, journal=store)
@@ -198,6 +197,13 @@ def test_a_vouchers_quota_is_shared_by_its_devices_and_outlives_their_sessions(t
     limits = SessionLimits(table, activity, clock, 60, ledger, pools=desk.book)
     for observer in (activity, ledger, desk.book):
         table.add_observer(observer)
+    return desk, table, store, activity, limits
+
+
+def test_a_vouchers_quota_is_shared_by_its_devices_and_outlives_their_sessions(tmp_path: Path) -> None:
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    desk, table, store, activity, limits = metered_desk(tmp_path, clock)
     code, alone = desk.create(2, devices=3, quota=1000)
     desk.sign_in(code, MAC1)
     desk.sign_in(code, MAC2)
@@ -226,15 +232,7 @@ def test_a_vouchers_quota_is_shared_by_its_devices_and_outlives_their_sessions(t
 
 def test_two_devices_at_once_use_one_allowance(tmp_path: Path) -> None:
     clock = Clock()
-    ledger = UsageLedger(clock)
-    store = SessionStore.open(tmp_path / "sessions.sqlite3", usage=ledger.usage)
-    table = AuthorizationTable(clock, journal=store)
-    desk = Desk(tmp_path, clock=clock, table=table)
-    desk.store, desk.book = store, VoucherBook(store, table, clock, desk.book._key)
-    activity = ActivityTracker()
-    limits = SessionLimits(table, activity, clock, 60, ledger, pools=desk.book)
-    for observer in (activity, ledger, desk.book):
-        table.add_observer(observer)
+    desk, table, store, activity, limits = metered_desk(tmp_path, clock)
     (code,) = desk.create(devices=2, quota=1000)
     desk.sign_in(code, MAC1)
     desk.sign_in(code, MAC2)

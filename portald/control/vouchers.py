@@ -8,11 +8,10 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import Cooperator
 
 from portald.control.operations import EncodedJSON, Refused
 from portald.table import JournalRefused
-from portald.vouchers.book import Batch, State, Voucher, VoucherBook, VoucherError
+from portald.vouchers.book import Batch, State, Voucher, VoucherBook, VoucherError, chunk_per_turn
 from portald.vouchers.sheet import Slip
 
 # Rows turned into JSON per turn of the reactor (a few ms): listing 20 000
@@ -28,10 +27,7 @@ class VoucherOperations:
         self._clock = clock
         # What the printed slips say besides the codes (the venue, the Wi-Fi); follows a reload.
         self.slip = slip
-        self._cooperator = Cooperator(
-            terminationPredicateFactory=lambda: lambda: True,
-            scheduler=lambda step: clock.callLater(0, step),
-        )
+        self._cooperator = chunk_per_turn(clock)
 
     def create(
         self,

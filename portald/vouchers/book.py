@@ -34,6 +34,14 @@ MOST_DEVICES = 100
 PRUNE_AFTER = 30 * 86400.0
 
 
+def chunk_per_turn(clock: IReactorTime) -> Cooperator:
+    """A Cooperator that runs one step of each task per turn of C{clock}'s reactor (a few ms), whatever the time slice."""
+    return Cooperator(
+        terminationPredicateFactory=lambda: lambda: True,
+        scheduler=lambda step: clock.callLater(0, step),
+    )
+
+
 class VoucherError(ValueError):
     """A request about vouchers that cannot be done; the message says why (nothing changed)."""
 
@@ -165,11 +173,7 @@ class VoucherBook:
         # and again after each of its sessions ends.
         self._spent: dict[str, int] = {}
         # Big batches are made a chunk per turn of this clock.
-        self._cooperator = Cooperator(
-            # One chunk per turn (a few ms), whatever the time slice.
-            terminationPredicateFactory=lambda: lambda: True,
-            scheduler=lambda step: clock.callLater(0, step),
-        )
+        self._cooperator = chunk_per_turn(clock)
 
     # --- staff ---
 
