@@ -13,8 +13,6 @@ from twisted.web.server import NOT_DONE_YET, Request
 from portald.auth.interface import METHOD_FIELD, AuthResult, Credentials, Way
 from portald.auth.limits import AttemptLimiter, GuessingBudget
 from portald.table import EndReason, JournalRefused
-from portald.vouchers.codes import LONGEST_TYPED
-from portald.vouchers.method import VOUCHER_FIELD
 from portald.web.forms import CSRF, LOGIN, form_value
 from portald.web.intercept import NEXT
 from portald.web.page import DevicePage, FormTarget
@@ -25,6 +23,9 @@ from portald.web.urls import is_http_url
 from portald.web.words import describe_duration, describe_ending
 
 log = Logger()
+
+# A value filled in from the query string is at most this long (a code, not a document).
+LONGEST_PREFILL = 64
 
 # The longest a sign-in answer waits for the firewall to confirm it.
 ENFORCED_WAIT = 2.0
@@ -74,10 +75,16 @@ class Landing(DevicePage):
         if portal.table.is_authorized(mac):
             return portal.replies.see_other(request, "/status")
         next_token = valid_next(portal, ip, form_value(request, NEXT))
-        # The slip's QR code opens /?voucher=CODE: the field comes filled in.
-        voucher = form_value(request, VOUCHER_FIELD)
-        prefill = {VOUCHER_FIELD: voucher[:LONGEST_TYPED]} if voucher else None
-        return landing_page(portal, request, ip, next_token, ending=self._ending_notice(mac), prefill=prefill)
+        # A voucher slip's QR code opens /?voucher=CODE: a way's text field named in the query comes filled in.
+        prefill = {}
+        for way in portal.ways:
+            for field in way.authenticator.fields:
+                value = form_value(request, field.name) if field.kind == "text" else None
+                if value:
+                    prefill[field.name] = value[:LONGEST_PREFILL]
+        return landing_page(
+            portal, request, ip, next_token, ending=self._ending_notice(mac), prefill=prefill or None
+        )
 
     def _ending_notice(self, mac: str) -> str:
         """ "Your session ended … because …" for a recent ending, else nothing."""
