@@ -509,23 +509,15 @@ def main(argv: list[str] | None = None) -> int:
             # Opened first: a sheet that cannot be written makes no voucher.
             sheet = _open_sheet(args.sheet)
         answer = call(socket_path(args), method, target, body)
-    except Refusal as e:
+    except (Refusal, Unreachable) as e:
         if sheet is not None:
             sheet.close()
             args.sheet.unlink(missing_ok=True)
         print(f"{name}: {e}", file=sys.stderr)
-        return REFUSED
-    except Unreachable as e:
-        if sheet is not None:
-            sheet.close()
-            args.sheet.unlink(missing_ok=True)
-        print(f"{name}: {e}", file=sys.stderr)
-        return UNREACHABLE
+        return REFUSED if isinstance(e, Refusal) else UNREACHABLE
     if sheet is not None:
         with sheet:
             sheet.write(render_sheet(Slip.from_dict(answer["slip"]), answer["vouchers"], args.layout))
-        # On standard output unless that carries data (JSON, CSV).
-        told = sys.stderr if args.json or args.csv else sys.stdout
     if args.json:
         print(json.dumps(answer, indent=2))
     elif args.command == "vouchers":
@@ -533,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(_shown(args.command, answer, time.time()))
     if sheet is not None:
+        # On standard output unless that carries data (JSON, CSV).
+        told = sys.stderr if args.json or args.csv else sys.stdout
         print(f"the sheet is in {args.sheet}: open it in a browser and print it", file=told)
     return DONE
 

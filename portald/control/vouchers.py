@@ -38,7 +38,7 @@ class VoucherOperations:
         valid_until: float | None = None,
         note: str | None = None,
         batch: str | None = None,
-    ) -> Deferred[dict[str, object]]:
+    ) -> Deferred[EncodedJSON]:
         try:
             made = self._book.create(
                 count,
