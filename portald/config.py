@@ -755,6 +755,30 @@ class MetricsSettings:
 
 
 @attrs.frozen
+class AdminTLSSettings:
+    """HTTPS for the admin page: any certificate the staff's browsers trust (its names are not checked)."""
+
+    certificate: Path = setting(parse_path, doc="PEM: the certificate, then its chain")
+    key: Path = setting(parse_path, doc="PEM: its private key (unencrypted)")
+    check_interval: float = setting(positive_duration, 60.0)
+
+
+@attrs.frozen
+class AdminSettings:
+    # The staff's web page; off unless an address is given.
+    listen: Endpoint | None = setting(optional(endpoint(8081)), None, doc="address:port of the admin page")
+    users_file: Path = setting(
+        parse_path, Path("/etc/portald/admin-users"), doc="staff accounts (portald-ctl admin add-user)"
+    )
+    tls: AdminTLSSettings | None = setting(optional(section(AdminTLSSettings)), None, doc="HTTPS for it")
+    # A staff sign-in lasts this long, and ends sooner when left alone.
+    session_lifetime: float = setting(positive_duration, 12 * 3600.0)
+    idle_timeout: float = setting(positive_duration, 3600.0)
+    # The guests' side is refused unless the operator insists.
+    allow_guest_side: bool = setting(parse_bool, False)
+
+
+@attrs.frozen
 class LogSettings:
     format: str = setting(choice(*LOG_FORMATS), "text", doc="text, or json: one JSON object per line")
 
@@ -773,6 +797,7 @@ class Config:
     state: StateSettings = setting(section(StateSettings), StateSettings())
     control: ControlSettings = setting(section(ControlSettings), ControlSettings())
     metrics: MetricsSettings = setting(section(MetricsSettings), MetricsSettings())
+    admin: AdminSettings = setting(section(AdminSettings), AdminSettings())
     log: LogSettings = setting(section(LogSettings), LogSettings())
     source: Path | None = attrs.field(default=None, eq=False)
 
@@ -814,6 +839,22 @@ class Config:
     def captive_api_url(self) -> str:
         """The RFC 8908 API's URI, as DHCP option 114 and RA option 37 announce it."""
         return self.portal_url.rstrip("/") + self.http.api_path
+
+    def on_guest_side(self, host: IPAddress) -> bool:
+        """Whether a listener on C{host} would be reachable from the guests' side."""
+        return (
+            host.is_unspecified
+            or host in (self.portal.address, self.portal.address6)
+            or any(host in subnet for subnet in self.portal.subnets)
+        )
+
+    @property
+    def admin_url(self) -> str | None:
+        """The admin page's root URL, if it is on."""
+        listen = self.admin.listen
+        if listen is None:
+            return None
+        return f"{'https' if self.admin.tls is not None else 'http'}://{listen}/"
 
     def session_timeout(self) -> float:
         """The hard session length for the configured login method."""
@@ -895,18 +936,15 @@ def _check_consistency(config: Config, lines: dict[str, int]) -> None:
 
     if not any(config.portal.address in subnet for subnet in config.portal.subnets):
         raise fail("portal.address", "expected an address inside one of portal.subnets")
-    metrics = config.metrics.listen
-    if metrics is not None and not config.metrics.allow_guest_side:
-        guest_side = (
-            metrics.host.is_unspecified
-            or metrics.host in (config.portal.address, config.portal.address6)
-            or any(metrics.host in subnet for subnet in config.portal.subnets)
-        )
-        if guest_side:
+    for section_name, listen, insisted in (
+        ("metrics", config.metrics.listen, config.metrics.allow_guest_side),
+        ("admin", config.admin.listen, config.admin.allow_guest_side),
+    ):
+        if listen is not None and not insisted and config.on_guest_side(listen.host):
             raise fail(
-                "metrics.listen",
+                f"{section_name}.listen",
                 "expected an address on the staff's side, not the guests' (portal.address, "
-                "portal.subnets or every address); set metrics.allow_guest_side: true to insist",
+                f"portal.subnets or every address); set {section_name}.allow_guest_side: true to insist",
             )
     if config.auth.method == "access-code" and not config.auth.codes:
         raise fail("auth.method", "access-code needs at least one code in auth.codes")
@@ -962,8 +1000,12 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     tls = config.http.tls
     if tls is not None:
         tls = attrs.evolve(tls, certificate=resolve(tls.certificate), key=resolve(tls.key))
+    admin_tls = config.admin.tls
+    if admin_tls is not None:
+        admin_tls = attrs.evolve(admin_tls, certificate=resolve(admin_tls.certificate), key=resolve(admin_tls.key))
     return attrs.evolve(
         config,
+        admin=attrs.evolve(config.admin, users_file=resolve(config.admin.users_file), tls=admin_tls),
         leases=attrs.evolve(config.leases, sources=sources),
         http=attrs.evolve(config.http, theme=theme, tls=tls),
         state=attrs.evolve(config.state, database=resolve(config.state.database)),

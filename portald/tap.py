@@ -19,6 +19,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from portald import __version__
+from portald.admin.accounts import Accounts, AccountsError, read_accounts
+from portald.admin.service import AdminService, off_the_reactor
+from portald.admin.site import AdminParts
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from portald.control.api import ControlAPI, Enforcement
 from portald.control.operations import Operations, Sources, store_health
@@ -70,12 +73,29 @@ def check_warnings(config: Config) -> list[str]:
         warnings.append(
             f"the Captive Portal API's URI is over 255 bytes, too long for DHCP: {config.captive_api_url}"
         )
+    if config.admin.listen is not None and not staff_accounts(config).hashes:
+        warnings.append(
+            f"no staff account in {config.admin.users_file}: make one with portald-ctl admin add-user NAME"
+        )
+    if config.admin.listen is not None and config.admin.tls is None and not config.admin.listen.host.is_loopback:
+        warnings.append("admin.tls is not set: staff passwords cross the network in clear text")
     if not any(address == config.portal.address or address.is_unspecified for address in config.dns_listen):
         warnings.append(
             f"portald's DNS does not listen on portal.address, so a guest asking another resolver may not "
             f"find {config.portal.hostname}: hand out {config.portal.address} as the DNS server"
         )
     return warnings
+
+
+def staff_accounts(config: Config) -> Accounts:
+    """The admin page's accounts, read as a start reads them.
+
+    @raise ConfigError: keyed C{admin.users_file}, when the file cannot be used.
+    """
+    try:
+        return read_accounts(config.admin.users_file)
+    except AccountsError as e:
+        raise ConfigError(str(e), key="admin.users_file") from None
 
 
 class Options(usage.Options):
@@ -102,11 +122,14 @@ class Options(usage.Options):
         try:
             self.config: Config = load_config(self["config"])
             load_theme(self.config)  # a broken template is the file's error too
+            now = datetime.datetime.now(datetime.UTC)
             if self.config.http.tls is not None:
                 # So is a certificate that cannot serve portal.hostname now.
-                load_certificate(
-                    self.config.http.tls, self.config.portal.hostname, datetime.datetime.now(datetime.UTC)
-                )
+                load_certificate(self.config.http.tls, self.config.portal.hostname, now)
+            if self.config.admin.listen is not None:
+                if self.config.admin.tls is not None:
+                    load_certificate(self.config.admin.tls, None, now, "admin.tls")
+                staff_accounts(self.config)
         except ConfigError as e:
             # Not a UsageError: twistd would print its whole help text above
             # it, burying the one line that says what is wrong.
@@ -247,6 +270,29 @@ def reload_appliers(
         vouchers,
         log_format,
     ]
+
+
+def admin_service(
+    config: Config,
+    operations: Operations,
+    voucher_desk: VoucherOperations,
+    firewall: IFirewall,
+    store: SessionStore,
+    web: HTTPService,
+    reactor: PortalReactor,
+) -> AdminService:
+    """The staff's web page: the control API's operations behind a sign-in."""
+    portal = web.web.portal
+    parts = AdminParts(
+        operations=operations,
+        vouchers=voucher_desk,
+        enforcement=Enforcement(firewall.applied, reactor),
+        history=store.sessions_between,
+        intercepts=lambda: {answer.value: count for answer, count in web.web.interception.counts.items()},
+        logins=lambda: portal.logins + operations.logins,
+        venue=lambda: portal.replies.venue,
+    )
+    return AdminService(config, parts, reactor, off_the_reactor(reactor))  # type: ignore[arg-type]
 
 
 def build_service(config: Config, reactor: PortalReactor) -> PortalService:
@@ -390,8 +436,10 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         )
         api.reloader = reloader
         services.append(ReloadOnHangup(reloader, reactor))
+    portal = web.web.portal
+    if config.admin.listen is not None:
+        services.append(admin_service(config, operations, voucher_desk, firewall, store, web, reactor))
     if registry is not None and config.metrics.listen is not None:
-        portal = web.web.portal
         figures = Figures(
             table=table,
             dns=dns.factory,

@@ -9,6 +9,7 @@ from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
+from portald.admin.accounts import AccountsError, read_accounts
 from portald.config import DEFAULT_CONFIG_PATH, Config
 
 log = Logger()
@@ -47,12 +48,26 @@ def what_to_try(config: Config, ctl: str = "portald-ctl") -> list[str]:
             if any(way.method == "voucher" for way in config.ways_in())
             else []
         )
+        + admin_lines(config)
         + [
             f"API:   curl -H 'Host: {config.portal.hostname}' http://{host}:{port}{config.http.api_path}   "
             "(RFC 8908: captive or not, time left)",
             f"Portal: http://{host}:{port}/ with 'Host: {config.portal.hostname}', or open it in a browser",
         ]
     )
+
+
+def admin_lines(config: Config) -> list[str]:
+    """Where the admin page is, and what its accounts file says to try (the development account)."""
+    if config.admin_url is None:
+        return []
+    try:
+        notes = read_accounts(config.admin.users_file).notes
+    except AccountsError:
+        notes = ()
+    return [f"Admin: {config.admin_url} in a browser   (staff accounts: portald-ctl admin add-user NAME)"] + [
+        f"Admin: {note}" for note in notes
+    ]
 
 
 class WelcomeService(Service):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
+import getpass
 import grp
 import http.client
 import io
@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from portald.admin.accounts import AccountsError, check_name, read_accounts, remove_account, set_account
 from portald.cli import prog
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, byte_count, duration_seconds, load_config
+from portald.humane import bytes_text, deadline, duration_text, when_text
 from portald.vouchers.sheet import LAYOUTS, Slip, render_sheet
 
 DONE, REFUSED, UNREACHABLE = 0, 1, 2
@@ -98,33 +100,7 @@ def call(path: Path, method: str, target: str, body: dict[str, Any] | None = Non
 
 
 def _ago(when: float | None, now: float) -> str:
-    return "never" if when is None else f"{_duration(max(0.0, now - when))} ago"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d{hours % 24:02d}h"
-
-
-def _bytes(count: int | None) -> str:
-    if count is None:
-        return "-"
-    size = float(count)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{count} B"
+    return "never" if when is None else f"{duration_text(max(0.0, now - when))} ago"
 
 
 def _count(number: int, thing: str) -> str:
@@ -143,7 +119,7 @@ def _table(headings: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def show_status(status: dict[str, Any], now: float) -> str:
     methods = ", ".join(f"{method} {count}" for method, count in status["by_method"].items())
     lines = [
-        f"portald {status['version']}, up {_duration(status['uptime_seconds'])}",
+        f"portald {status['version']}, up {duration_text(status['uptime_seconds'])}",
         f"devices known {status['devices_known']}, signed in {status['signed_in']}"
         + (f" ({methods})" if methods else "")
         + f", always allowed {status['always_allowed']}",
@@ -199,11 +175,11 @@ def show_clients(rows: list[dict[str, Any]]) -> str:
             row["method"] or "(captive)",
             "no end"
             if row["signed_in"] and row["seconds_remaining"] is None
-            else _duration(row["seconds_remaining"]),
-            _duration(row["idle_seconds"]),
-            _bytes(row["bytes_up"]),
-            _bytes(row["bytes_down"]),
-            _bytes(row["quota_remaining"]),
+            else duration_text(row["seconds_remaining"]),
+            duration_text(row["idle_seconds"]),
+            bytes_text(row["bytes_up"]),
+            bytes_text(row["bytes_down"]),
+            bytes_text(row["quota_remaining"]),
         )
         for row in rows
     ]
@@ -255,6 +231,17 @@ def _parser() -> argparse.ArgumentParser:
     disallow.add_argument("mac", metavar="MAC")
     commands.add_parser("allowed", help="the always-allowed list")
     commands.add_parser("reload", help="read the configuration file again (as SIGHUP)")
+    admin = commands.add_parser("admin", help="staff accounts of the admin page (in admin.users_file)")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="WHAT")
+    add_user = admin_commands.add_parser("add-user", help="add an account, or set its password (asked twice)")
+    add_user.add_argument("name")
+    add_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input (for scripts)"
+    )
+    remove_user = admin_commands.add_parser("remove-user", help="remove an account")
+    remove_user.add_argument("name")
+    admin_commands.add_parser("users", help="the accounts' names")
+    admin.add_argument("--users-file", type=Path, help="the accounts file itself (default: admin.users_file)")
     commands.add_parser(
         "dhcp-options",
         help="the lines that announce the Captive Portal API to DHCP and RA servers (from the file alone)",
@@ -294,14 +281,9 @@ def _valid_until(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        day = datetime.date.fromisoformat(text)
-    except ValueError:
-        raise Refusal(f"{text!r} is not a date: expected YYYY-MM-DD or a Unix time") from None
-    return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()
+        return deadline(text)
+    except ValueError as e:
+        raise Refusal(str(e)) from None
 
 
 def _voucher_request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
@@ -332,12 +314,6 @@ def _voucher_request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any]
     return "POST", "/v1/vouchers/prune", {}
 
 
-def _when(at: float | None) -> str:
-    if at is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
-
-
 def show_vouchers(rows: list[dict[str, Any]], *, codes: bool = False) -> str:
     if not rows:
         return "no voucher"
@@ -348,10 +324,10 @@ def show_vouchers(rows: list[dict[str, Any]], *, codes: bool = False) -> str:
             row["code"] if codes else row["id"],
             row["batch"],
             row["state"],
-            _duration(row["duration"]),
+            duration_text(row["duration"]),
             f"{len(row['devices_now'])}/{row['devices']}",
-            _bytes(row["quota"]) if row["quota"] else "-",
-            _when(row["ends"]),
+            bytes_text(row["quota"]) if row["quota"] else "-",
+            when_text(row["ends"]),
             row["note"],
         )
         for row in rows
@@ -436,9 +412,9 @@ def _shown(command: str, answer: Any, now: float) -> str:
     if command == "allowed":
         return show_allowed(answer)
     if command == "auth":
-        return f"{answer['mac']} ({answer['ip']}) is signed in by staff for {_duration(answer['seconds_remaining'])}"
+        return f"{answer['mac']} ({answer['ip']}) is signed in by staff for {duration_text(answer['seconds_remaining'])}"
     if command == "extend":
-        return f"{answer['mac']}'s session now ends in {_duration(answer['seconds_remaining'])}"
+        return f"{answer['mac']}'s session now ends in {duration_text(answer['seconds_remaining'])}"
     if command == "deauth":
         return f"{answer['mac']} ({answer['ip']}): session {answer['ended']}"
     if command == "allow":
@@ -492,6 +468,32 @@ def dhcp_options(config: Config) -> str:
     return "\n".join(lines)
 
 
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("The same password again: ") != first:
+        raise Refusal("the two passwords differ; nothing was changed")
+    return first
+
+
+def staff_accounts(args: argparse.Namespace) -> str:
+    """``portald-ctl admin …``: the accounts file is changed directly (the running portald reads it again)."""
+    path = args.users_file if args.users_file is not None else load_config(args.config).admin.users_file
+    if args.admin_command == "users":
+        names = sorted(read_accounts(path).hashes)
+        return "\n".join(names) if names else f"no staff account in {path}"
+    if args.admin_command == "remove-user":
+        if not remove_account(path, args.name):
+            raise Refusal(f"{args.name} has no account in {path}")
+        return f"{args.name}'s account is removed from {path} (signed-in pages end at their next click)"
+    check_name(args.name)
+    replaced = set_account(path, args.name, _new_password(args.password_stdin))
+    if replaced:
+        return f"{args.name}'s password is changed in {path}"
+    return f"{args.name} can now sign in to the admin page (the account is in {path})"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     name = prog("portald.cli.ctl")
@@ -499,6 +501,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(dhcp_options(load_config(args.config)))
         except ConfigError as e:
+            print(f"{name}: {e}", file=sys.stderr)
+            return REFUSED
+        return DONE
+    if args.command == "admin":
+        try:
+            print(staff_accounts(args))
+        except (Refusal, AccountsError, ConfigError) as e:
             print(f"{name}: {e}", file=sys.stderr)
             return REFUSED
         return DONE

@@ -16,8 +16,9 @@ from typing import Any
 import attrs
 import segno
 import segno.helpers
-from twisted.web.template import Tag, flattenString, tags
+from twisted.web.template import Tag, tags
 
+from portald.html import flatten_now
 from portald.vouchers.codes import read_typed
 from portald.web.words import describe_allowance, describe_period
 
@@ -165,8 +166,4 @@ def render_sheet(slip: Slip, vouchers: Sequence[Mapping[str, Any]], layout: str 
         tags.body(*(_card(slip, voucher) for voucher in vouchers), class_=f"layout-{layout}"),
         lang="en",
     )
-    flattened: list[bytes] = []
-    flattenString(None, page).addCallback(flattened.append)
-    # Nothing in the page waits on anything: it is flattened at once.
-    (html,) = flattened
-    return "<!DOCTYPE html>\n" + html.decode("utf-8")
+    return flatten_now(page).decode("utf-8")

@@ -21,10 +21,13 @@ from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from portald.config import ConfigError, TLSSettings
+from portald.config import AdminTLSSettings, ConfigError, TLSSettings
 from portald.periodic import Periodic
 
 log = Logger()
+
+# The portal's certificate files, or the admin page's.
+TLSFiles = TLSSettings | AdminTLSSettings
 
 
 @attrs.frozen
@@ -58,12 +61,16 @@ def covers(names: list[str], hostname: str) -> bool:
     return False
 
 
-def load_certificate(settings: TLSSettings, hostname: str, now: datetime.datetime) -> PortalCertificate:
+def load_certificate(
+    settings: TLSFiles, hostname: str | None, now: datetime.datetime, section: str = "http.tls"
+) -> PortalCertificate:
     """
-    The certificate files of C{settings}, checked for C{hostname} at C{now}.
+    The certificate files of C{settings}, checked at C{now}, and for
+    C{hostname} unless it is C{None} (the admin page is reached by any name).
 
-    @raise ConfigError: keyed C{http.tls.certificate} or C{http.tls.key}, saying what is wrong.
+    @raise ConfigError: keyed C{<section>.certificate} or C{<section>.key}, saying what is wrong.
     """
+    certificate_key, key_key = f"{section}.certificate", f"{section}.key"
 
     def read(path: Path, key: str) -> bytes:
         try:
@@ -71,43 +78,43 @@ def load_certificate(settings: TLSSettings, hostname: str, now: datetime.datetim
         except OSError as e:
             raise ConfigError(f"cannot read {path}: {e.strerror}", key=key) from None
 
-    chain_pem = read(settings.certificate, "http.tls.certificate")
-    key_pem = read(settings.key, "http.tls.key")
+    chain_pem = read(settings.certificate, certificate_key)
+    key_pem = read(settings.key, key_key)
     try:
         chain = tuple(x509.load_pem_x509_certificates(chain_pem))
     except ValueError:
         raise ConfigError(
-            f"{settings.certificate} holds no PEM certificate", key="http.tls.certificate"
+            f"{settings.certificate} holds no PEM certificate", key=certificate_key
         ) from None
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as e:
         raise ConfigError(
-            f"{settings.key} holds no unencrypted PEM private key ({e})", key="http.tls.key"
+            f"{settings.key} holds no unencrypted PEM private key ({e})", key=key_key
         ) from None
     leaf = chain[0]
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     encoding = serialization.Encoding.DER
     if leaf.public_key().public_bytes(encoding, public) != key.public_key().public_bytes(encoding, public):  # type: ignore[union-attr]
         raise ConfigError(
-            f"{settings.key} is not the key of the certificate in {settings.certificate}", key="http.tls.key"
+            f"{settings.key} is not the key of the certificate in {settings.certificate}", key=key_key
         )
     if now < leaf.not_valid_before_utc:
         raise ConfigError(
             f"the certificate in {settings.certificate} is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
-            key="http.tls.certificate",
+            key=certificate_key,
         )
     if now >= leaf.not_valid_after_utc:
         raise ConfigError(
             f"the certificate in {settings.certificate} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
-            key="http.tls.certificate",
+            key=certificate_key,
         )
     names = _names(leaf)
-    if not covers(names, hostname):
+    if hostname is not None and not covers(names, hostname):
         raise ConfigError(
             f"the certificate in {settings.certificate} is for {', '.join(names) or 'no DNS name'}, "
             f"not portal.hostname {hostname}",
-            key="http.tls.certificate",
+            key=certificate_key,
         )
     return PortalCertificate(chain, key, leaf.not_valid_after_utc)
 
@@ -146,12 +153,16 @@ class PortalTLS(Service):
 
     name = "tls"
 
-    def __init__(self, settings: TLSSettings, hostname: str, clock: IReactorTime) -> None:
+    def __init__(
+        self, settings: TLSFiles, hostname: str | None, clock: IReactorTime, section: str = "http.tls"
+    ) -> None:
         self._settings = settings
+        # None: any name is answered (the admin page's certificate).
         self._hostname = hostname
+        self._section = section
         self._clock = clock
         # Raises the keyed ConfigError at start: portald does not start without it.
-        self.certificate = load_certificate(settings, hostname, self._now())
+        self.certificate = load_certificate(settings, hostname, self._now(), section)
         self._seen = self._files()
         self._context = self._serving(self.certificate)
         # No certificate at all: a handshake naming another host fails.
@@ -167,7 +178,8 @@ class PortalTLS(Service):
 
     def _serving(self, certificate: PortalCertificate) -> SSL.Context:
         context = _context_of(certificate)
-        context.set_tlsext_servername_callback(self._server_name)
+        if self._hostname is not None:
+            context.set_tlsext_servername_callback(self._server_name)
         return context
 
     def _server_name(self, connection: SSL.Connection) -> None:
@@ -195,7 +207,7 @@ class PortalTLS(Service):
             return
         self._seen = seen
         try:
-            certificate = load_certificate(self._settings, self._hostname, self._now())
+            certificate = load_certificate(self._settings, self._hostname, self._now(), self._section)
         except ConfigError as e:
             log.error(
                 "the certificate files changed but cannot be used, the old one stays: {error}", error=str(e)
@@ -205,7 +217,7 @@ class PortalTLS(Service):
         self.certificate = certificate
         log.info(
             "HTTPS certificate for {hostname} loaded from {path}, valid until {until}",
-            hostname=self._hostname,
+            hostname=self._hostname or "the admin page",
             path=str(self._settings.certificate),
             until=certificate.not_after.strftime("%Y-%m-%d %H:%M UTC"),
         )
