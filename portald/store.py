@@ -432,8 +432,8 @@ class SessionStore:
     def sessions_between(self, start: float, end: float) -> list[tuple[float, float | None, str]]:
         """(started, ended or None, MAC) of each session open at some time between C{start} and C{end}."""
         rows = self._db.execute(
-            "SELECT started, ended, mac FROM sessions WHERE started < ? AND ended >= ? "
-            "UNION ALL SELECT started, ended, mac FROM sessions WHERE started < ? AND ended IS NULL",
+            "SELECT started, ended, mac FROM sessions WHERE started <= ? AND ended >= ? "
+            "UNION ALL SELECT started, ended, mac FROM sessions WHERE started <= ? AND ended IS NULL",
             (end, start, end),
         ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows]

@@ -60,6 +60,8 @@ def dev_config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
     config["state"]["database"] = str(tmp_path / "sessions.sqlite3")
     config["control"]["socket"] = str(tmp_path / "control.sock")
     config["metrics"]["listen"] = f"127.0.0.1:{free_port()}"
+    config["admin"]["listen"] = f"127.0.0.1:{free_port()}"
+    config["admin"]["users_file"] = str(DEV_CONFIG.parent / config["admin"]["users_file"])
     for name, values in sections.items():
         config.setdefault(name, {}).update(values)
     path = tmp_path / "portald.yaml"

@@ -158,7 +158,7 @@ def test_plugin_is_found_after_a_normal_install(tmp_path: Path) -> None:
         ROOT,
         source,
         ignore=shutil.ignore_patterns(
-            ".venv", "build", "*.egg-info", ".git", "__pycache__", ".*_cache", ".hypothesis"
+            ".venv", "build", "*.egg-info", ".git", "__pycache__", ".*_cache", ".hypothesis", "*.sock"
         ),
     )
     install = run(

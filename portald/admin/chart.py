@@ -42,7 +42,8 @@ def last_day(sessions: Iterable[tuple[float, float | None, str]], now: float) ->
         # The hours the session spans, clipped to the day shown (an open one lasts until now).
         begin = max(0, int((started - first) // HOUR))
         until = now if ended is None else ended
-        last = min(HOURS - 1, int((until - first) // HOUR))
+        # An end on the hour is not in the next hour.
+        last = min(HOURS - 1, max(begin, math.ceil((until - first) / HOUR) - 1))
         for index in range(begin, last + 1):
             online[index].add(mac)
     return [Hour(first + index * HOUR, sign_ins[index], len(online[index])) for index in range(HOURS)]
