@@ -22,6 +22,11 @@ def duration_text(seconds: float | None) -> str:
     return f"{hours // 24}d{hours % 24:02d}h"
 
 
+def count_text(number: int, thing: str) -> str:
+    """``1 device``, ``3 devices``."""
+    return f"{number} {thing}" + ("" if number == 1 else "s")
+
+
 def bytes_text(count: int | None) -> str:
     """C{count} bytes as ``512 B``, ``1.5 MB`` or ``2.0 GB`` (decimal units); ``-`` for none."""
     if count is None:

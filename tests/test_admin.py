@@ -343,7 +343,7 @@ def test_today_is_drawn_from_the_store_and_the_counters(h: AdminHarness) -> None
     h.clock.advance(HOUR)
     h.table.authorize(OTHER_MAC, ip="192.0.2.11", method="click-through", duration=HOUR)
     body = h.signed_in().get("/today").body
-    assert "2 sign-ins; at most 1 devices online" in body
+    assert "2 sign-ins; at most 1 device online" in body
     assert "<svg" in body and "511 Network Authentication Required</td><td>7" in body
     assert "<td>voucher</td><td>ok</td><td>2</td>" in body
 

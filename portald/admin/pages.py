@@ -16,7 +16,7 @@ from twisted.web.template import Tag, tags
 
 from portald.admin.chart import Hour, day_chart, day_table
 from portald.admin.layout import choice, field, form
-from portald.humane import bytes_text, duration_text, when_text
+from portald.humane import bytes_text, count_text, duration_text, when_text
 from portald.vouchers.sheet import LAYOUTS
 
 EXTENSIONS = (("30m", "30 minutes"), ("1h", "1 hour"), ("4h", "4 hours"), ("1d", "1 day"))
@@ -123,7 +123,7 @@ def now_page(status: Mapping[str, Any], devices: Sequence[Mapping[str, Any]], cs
     ]
     return [
         tags.p(
-            f"{status['signed_in']} signed in, {status['devices_known']} devices known, "
+            f"{status['signed_in']} signed in, {count_text(status['devices_known'], 'device')} known, "
             f"{status['always_allowed']} always allowed; portald {status['version']}, "
             f"up {duration_text(status['uptime_seconds'])}.",
             class_="summary",
@@ -292,8 +292,9 @@ def today_page(
         tags.section(
             tags.h2("The last 24 hours"),
             tags.p(
-                f"{total_signins} sign-ins; at most {max((h.online for h in hours), default=0)} devices "
-                "online in an hour. Bars: sign-ins in each hour. Line: devices online in it.",
+                f"{count_text(total_signins, 'sign-in')}; at most "
+                f"{count_text(max((h.online for h in hours), default=0), 'device')} online in an hour. "
+                "Bars: sign-ins in each hour. Line: devices online in it.",
             ),
             tags.figure(day_chart(hours), class_="chart"),
             tags.details(tags.summary("The figures, hour by hour"), day_table(hours)),

@@ -26,7 +26,7 @@ from typing import IO, Any
 from portald.admin.accounts import AccountsError, check_name, read_accounts, remove_account, set_account
 from portald.cli import prog
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, byte_count, duration_seconds, load_config
-from portald.humane import bytes_text, deadline, duration_text, when_text
+from portald.humane import bytes_text, count_text, deadline, duration_text, when_text
 from portald.vouchers.sheet import LAYOUTS, Slip, render_sheet
 
 DONE, REFUSED, UNREACHABLE = 0, 1, 2
@@ -103,10 +103,6 @@ def _ago(when: float | None, now: float) -> str:
     return "never" if when is None else f"{duration_text(max(0.0, now - when))} ago"
 
 
-def _count(number: int, thing: str) -> str:
-    return f"{number} {thing}" + ("" if number == 1 else "s")
-
-
 def _table(headings: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headings, *rows, strict=False)]
     lines = [
@@ -137,7 +133,7 @@ def show_status(status: dict[str, Any], now: float) -> str:
             )
     for source in health.get("leases", []):
         lines.append(
-            f"leases    {source['path']} ({source['format']}): {source['state']}, {_count(source['leases'], 'lease')},"
+            f"leases    {source['path']} ({source['format']}): {source['state']}, {count_text(source['leases'], 'lease')},"
             f" read {_ago(source['last_read'], now)}"
         )
     upstreams = health.get("upstreams", [])
@@ -151,7 +147,7 @@ def show_status(status: dict[str, Any], now: float) -> str:
     reactor = health.get("reactor")
     if reactor is not None:
         lines.append(
-            f"reactor   last tick {reactor['lag_seconds'] * 1000:.1f} ms late, {_count(reactor['stalls'], 'stall')}"
+            f"reactor   last tick {reactor['lag_seconds'] * 1000:.1f} ms late, {count_text(reactor['stalls'], 'stall')}"
             " (ticks over 100 ms late) since start"
         )
     store = health.get("store")
@@ -355,7 +351,7 @@ def _shown_vouchers(args: argparse.Namespace, answer: Any) -> str:
         count = len(answer["vouchers"])
         return (
             show_vouchers(answer["vouchers"], codes=True)
-            + f"\n{_count(count, 'voucher')} made in batch {answer['batch']} (the codes are shown only now)"
+            + f"\n{count_text(count, 'voucher')} made in batch {answer['batch']} (the codes are shown only now)"
         )
     if what == "list":
         return show_vouchers(answer)
@@ -364,8 +360,8 @@ def _shown_vouchers(args: argparse.Namespace, answer: Any) -> str:
     if what == "revoke":
         withdrawn = len(answer["revoked"])
         already = f" ({answer['already']} already were)" if answer["already"] else ""
-        return f"{_count(withdrawn, 'voucher')} withdrawn{already}"
-    return f"{_count(answer['pruned'], 'voucher')} forgotten"
+        return f"{count_text(withdrawn, 'voucher')} withdrawn{already}"
+    return f"{count_text(answer['pruned'], 'voucher')} forgotten"
 
 
 def _seconds(text: str | None) -> float | None:
