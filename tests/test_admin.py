@@ -386,3 +386,10 @@ def test_a_broken_accounts_file_keeps_the_last_good_one(h: AdminHarness) -> None
     browser = h.signed_in()
     h.users.write_text("garbage\n")
     assert browser.get("/").status == 200  # still an account
+
+
+def test_an_oversized_form_is_refused_before_it_is_read(h: AdminHarness) -> None:
+    h.table.authorize(GUEST_MAC, ip=GUEST_IP, method="click-through", duration=HOUR)
+    browser = h.signed_in()
+    reply = browser.post("/sessions/end", csrf=browser.csrf(), device=GUEST_MAC, padding="x" * 70_000)
+    assert reply.status == 413 and h.table.is_authorized(GUEST_MAC)

@@ -114,3 +114,21 @@ def test_renewed_files_are_picked_up_and_a_broken_renewal_keeps_the_old(tmp_path
     shown = handshake(tls.getContext(), HOST, trusted)
     assert not isinstance(shown, str) and shown.serial_number == renewed
     tls.stopService()
+
+
+def test_the_admin_pages_certificate_answers_any_name_and_its_errors_name_admin_tls(
+    tmp_path: Path, ca: LabCA
+) -> None:
+    from portald.config import AdminTLSSettings
+
+    cert, key = ca.issue(tmp_path, "gateway.venue.example")
+    admin = AdminTLSSettings(certificate=cert, key=key)
+    tls = PortalTLS(admin, None, clock_at(NOW), section="admin.tls")
+    trusted = ca.write_ca(tmp_path / "ca.pem")
+    # Staff reach it by the gateway's address or any name: the handshake is served.
+    for name in ("gateway.venue.example", "other.example", None):
+        shown = handshake(tls.getContext(), name, trusted)
+        assert not isinstance(shown, str), (name, shown)
+    with pytest.raises(ConfigError) as raised:
+        load_certificate(AdminTLSSettings(certificate=tmp_path / "missing.pem", key=key), None, NOW, "admin.tls")
+    assert raised.value.key == "admin.tls.certificate"

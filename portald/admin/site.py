@@ -191,7 +191,8 @@ class AdminSite(Resource):
 
     def _refuse_post(self, request: Request, staff: StaffSession | None) -> bytes | None:
         """Why a form cannot be taken, answered; None when it can."""
-        if int(request.getHeader(b"content-length") or 0) > MAX_BODY:
+        length = request.getHeader(b"content-length") or b"0"
+        if not length.isdigit() or int(length) > MAX_BODY:
             return self._plain(request, 413, "That form is too large.")
         origin = request.getHeader(b"origin")
         if origin is not None and origin != self._origin(request):
