@@ -21,6 +21,7 @@ import attrs
 import yaml
 
 from portald.addresses import InvalidMAC, normalise_mac
+from portald.rates import rate_bits, rate_in_range
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -300,21 +301,6 @@ def parse_byte_size(node: Node) -> int:
     raise node.error("a data amount such as 500MB, 2GB or 1GiB (0 for unlimited)")
 
 
-_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)?", re.IGNORECASE)
-_RATE_UNITS = {None: 1, "bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
-# What tc's HTB can do: from 8 kbit/s to 100 Gbit/s.
-LEAST_RATE, MOST_RATE = 8_000, 100 * 10**9
-
-
-def rate_bits(text: str) -> int | None:
-    """A rate such as ``10Mbit`` or ``500kbit`` in bit/s (0: unlimited); C{None} if it is not one."""
-    match = _RATE.fullmatch(text.strip())
-    if match is None:
-        return None
-    unit = match.group(2).lower() if match.group(2) else None
-    return int(float(match.group(1)) * _RATE_UNITS[unit])
-
-
 def parse_rate(node: Node) -> int:
     """A rate in bit/s: ``10Mbit``, ``2mbit``, ``500kbit``; 0 is unlimited."""
     value = node.scalar()
@@ -327,7 +313,7 @@ def parse_rate(node: Node) -> int:
         bits = None
     if bits is None or bits < 0:
         raise node.error(expected)
-    if bits and not LEAST_RATE <= bits <= MOST_RATE:
+    if not rate_in_range(bits):
         raise node.error(expected + ", from 8kbit to 100Gbit")
     return bits
 
@@ -707,6 +693,11 @@ class ShapingSettings:
     """Where per-device rates are shaped: downloads on portal.interface, uploads on the uplink."""
 
     uplink: str | None = setting(optional(parse_interface), None, doc="the interface towards the internet")
+    # The line's real capacity (0: not shaped as a whole): queues then form in
+    # portald's fair classes, not in the modem's buffer, and devices without
+    # a rate of their own share it equally.
+    uplink_rate_down: int = setting(parse_rate, 0)
+    uplink_rate_up: int = setting(parse_rate, 0)
     tc: Path = setting(parse_path, Path("/usr/sbin/tc"))
 
 
@@ -885,11 +876,16 @@ class Config:
         return (down, up)
 
     @property
-    def shapes(self) -> bool:
-        """Whether any session may be shaped."""
+    def rates_configured(self) -> bool:
+        """Whether the file gives any way in a rate."""
         rates = [self.sessions.rate_down, self.sessions.rate_up]
         rates += [r for way in self.ways_in() for r in (way.rate_down, way.rate_up) if r is not None]
         return any(rates)
+
+    @property
+    def shapes(self) -> bool:
+        """Whether portald shapes (a rate may come from the file, a voucher or portald-ctl rate)."""
+        return self.shaping.uplink is not None
 
     @property
     def voucher_key_file(self) -> Path:
@@ -961,17 +957,18 @@ def _check_consistency(config: Config, lines: dict[str, int]) -> None:
                 raise fail(f"auth.methods[{index}].codes", "access-code needs at least one code")
             if way.method != "access-code" and way.codes:
                 raise fail(f"auth.methods[{index}].codes", f"codes are for access-code, not {way.method}")
-    if config.shapes:
+    if config.rates_configured or config.shapes:
         if config.firewall.backend != "nftables":
-            raise fail(
-                "sessions.rate_down", "rates are shaped in the kernel: they need firewall.backend: nftables"
-            )
+            key = "sessions.rate_down" if config.rates_configured else "shaping.uplink"
+            raise fail(key, "rates are shaped in the kernel: they need firewall.backend: nftables")
         if config.shaping.uplink is None:
             raise fail(
                 "shaping.uplink", "expected the interface towards the internet, where uploads are shaped"
             )
         if config.shaping.uplink == config.portal.interface:
             raise fail("shaping.uplink", "expected another interface than portal.interface")
+    elif config.shaping.uplink_rate_down or config.shaping.uplink_rate_up:
+        raise fail("shaping.uplink", "expected the interface towards the internet, whose line rate is given")
     if config.firewall.backend == "nftables":
         # The firewall sends captive clients' DNS and HTTP to portal.address:
         # something must listen there.

@@ -85,6 +85,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX session_by_start ON sessions (started);
     CREATE INDEX session_by_end ON sessions (ended);
     """,
+    # Rates of a session's own (a voucher's, portald-ctl rate's), and a voucher's.
+    """
+    ALTER TABLE sessions ADD COLUMN rate_down INTEGER;
+    ALTER TABLE sessions ADD COLUMN rate_up INTEGER;
+    ALTER TABLE vouchers ADD COLUMN rate_down INTEGER;
+    ALTER TABLE vouchers ADD COLUMN rate_up INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -235,9 +242,10 @@ class SessionStore:
 
     def open_sessions(self) -> list[Session]:
         try:
+            rates = "rate_down, rate_up" if self.schema >= 6 else "NULL, NULL"
             rows = self._db.execute(
-                f"SELECT mac, ip, method, user, started, expires, idle_timeout, quota_bytes, {self._note} "
-                "FROM sessions WHERE ended IS NULL ORDER BY id"
+                f"SELECT mac, ip, method, user, started, expires, idle_timeout, quota_bytes, {self._note}, "
+                f"{rates} FROM sessions WHERE ended IS NULL ORDER BY id"
             ).fetchall()
         except sqlite3.Error as e:
             raise _unreadable(self.path, e) from None
@@ -252,8 +260,10 @@ class SessionStore:
                 idle_timeout=idle_timeout,
                 quota_bytes=quota_bytes,
                 note=note,
+                rate_down=rate_down,
+                rate_up=rate_up,
             )
-            for mac, ip, method, user, started, expires, idle_timeout, quota_bytes, note in rows
+            for mac, ip, method, user, started, expires, idle_timeout, quota_bytes, note, rate_down, rate_up in rows
         ]
 
     def allowed_devices(self) -> list[AllowedDevice]:
@@ -298,9 +308,8 @@ class SessionStore:
                 (session.started, EndReason.REPLACED.value, session.mac),
             )
             self._db.execute(
-                "INSERT INTO sessions "
-                "(mac, ip, method, user, started, expires, idle_timeout, quota_bytes, note) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sessions (mac, ip, method, user, started, expires, idle_timeout, "
+                "quota_bytes, note, rate_down, rate_up) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session.mac,
                     session.ip,
@@ -311,10 +320,20 @@ class SessionStore:
                     session.idle_timeout,
                     session.quota_bytes,
                     session.note,
+                    session.rate_down,
+                    session.rate_up,
                 ),
             )
 
         self._transaction(write)
+
+    def record_rates(self, session: Session) -> None:
+        self._transaction(
+            lambda: self._db.execute(
+                "UPDATE sessions SET rate_down = ?, rate_up = ? WHERE mac = ? AND ended IS NULL",
+                (session.rate_down, session.rate_up, session.mac),
+            )
+        )
 
     def record_extended(self, session: Session) -> None:
         self._transaction(
@@ -344,21 +363,23 @@ class SessionStore:
     def vouchers(self) -> list[Voucher]:
         if self.schema < 3:
             return []
+        rates = "rate_down, rate_up" if self.schema >= 6 else "NULL, NULL"
         rows = self._db.execute(
-            "SELECT digest, batch, duration, devices, created, note, valid_until, quota, first_used, revoked "
-            "FROM vouchers"
+            "SELECT digest, batch, duration, devices, created, note, valid_until, quota, first_used, revoked, "
+            f"{rates} FROM vouchers"
         ).fetchall()
         return [Voucher(*row) for row in rows]
 
     def record_vouchers(self, vouchers: Sequence[Voucher]) -> None:
         rows = [
-            (v.digest, v.batch, v.note, v.duration, v.devices, v.quota, v.valid_until, v.created)
+            (v.digest, v.batch, v.note, v.duration, v.devices, v.quota, v.valid_until, v.created,
+             v.rate_down, v.rate_up)
             for v in vouchers
-        ]
+        ]  # fmt: skip
         self._transaction(
             lambda: self._db.executemany(
-                "INSERT INTO vouchers (digest, batch, note, duration, devices, quota, valid_until, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO vouchers (digest, batch, note, duration, devices, quota, valid_until, created, "
+                "rate_down, rate_up) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         )

@@ -54,6 +54,10 @@ class Session:
     quota_bytes: int | None = None
     # What staff wrote when they let the device in (portald-ctl auth --note).
     note: str | None = None
+    # This session's own rates in bit/s (a voucher's, RADIUS', portald-ctl
+    # rate's; 0 unlimited); None: its way in's, from the configuration.
+    rate_down: int | None = None
+    rate_up: int | None = None
 
     def remaining(self, now: float) -> float | None:
         """Seconds left, or C{None} for a session without an end."""
@@ -91,6 +95,13 @@ class AllowedDevice:
     added: float | None = None
 
 
+class IRateObserver(Interface):
+    """An observer that also follows changes of a session's rates (the shaper)."""
+
+    def rates_changed(session: Session) -> None:
+        """C{session}'s own rates changed; C{session} is the new value."""
+
+
 class IAllowListObserver(Interface):
     """An observer that also follows the always-allowed list (the firewall)."""
 
@@ -121,6 +132,9 @@ class ISessionJournal(Interface):
 
     def record_ended(session: Session, reason: EndReason, ended: float) -> None:
         """Persist the end of a session (failures are logged, not raised)."""
+
+    def record_rates(session: Session) -> None:
+        """Persist a session's own rates; raise L{JournalRefused} to refuse the change."""
 
     def record_allowed(device: AllowedDevice) -> None:
         """Persist a device staff let in; raise L{JournalRefused} to refuse it."""
@@ -224,6 +238,8 @@ class AuthorizationTable:
         idle_timeout: float | None = None,
         quota_bytes: int | None = None,
         note: str | None = None,
+        rate_down: int | None = None,
+        rate_up: int | None = None,
     ) -> Session:
         """
         Let C{mac} pass for C{duration} seconds (C{None}: until ended).
@@ -242,6 +258,8 @@ class AuthorizationTable:
             idle_timeout=idle_timeout,
             quota_bytes=quota_bytes,
             note=note,
+            rate_down=rate_down,
+            rate_up=rate_up,
         )
         if self.journal is not None:
             self.journal.record_started(session)
@@ -274,6 +292,33 @@ class AuthorizationTable:
             self.journal.record_extended(session)
         self._install(session)
         self._notify("session_extended", session)
+        return session
+
+    def set_rates(self, mac: str, down: int | None, up: int | None) -> Session | None:
+        """
+        Give C{mac}'s session its own rates (C{None}: back to its way in's).
+
+        @raise JournalRefused: the journal could not record it; nothing changed.
+        """
+        session = self._sessions.get(mac)
+        if session is None:
+            return None
+        session = attrs.evolve(session, rate_down=down, rate_up=up)
+        if self.journal is not None:
+            self.journal.record_rates(session)
+        self._sessions[mac] = session
+        log.info(
+            "rates of {mac}: {down} down, {up} up",
+            mac=mac,
+            down="its way in's" if down is None else f"{down} bit/s",
+            up="its way in's" if up is None else f"{up} bit/s",
+        )
+        for observer in list(self._observers):
+            if IRateObserver.providedBy(observer):
+                try:
+                    observer.rates_changed(session)
+                except Exception:
+                    log.failure("observer {observer!r} failed on rates_changed", observer=observer)
         return session
 
     def deauthorize(self, mac: str, reason: EndReason) -> Session | None:

@@ -378,6 +378,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     )
     lag = ReactorLag(reactor)
     endings = SessionEndCounts()
+    shaper = shaper_for(config, table, reactor)
     operations = Operations(
         table,
         neighbours,
@@ -392,14 +393,14 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
                 ("store", store_health(store.path, lambda: store.longest_write)),
                 ("reactor", lambda: {"lag_seconds": round(lag.last, 4), "stalls": lag.stalls}),
             ),
+            rates=shaper.rates_of if shaper is not None else None,
         ),
         session_timeout=config.session_timeout(),
     )
     # Staff's commands are answered once the firewall has them, as sign-ins are.
-    voucher_desk = VoucherOperations(book, reactor, Slip.from_config(config))
+    voucher_desk = VoucherOperations(book, reactor, Slip.from_config(config), shapes=shaper is not None)
     api = ControlAPI(operations, Enforcement(firewall.applied, reactor), voucher_desk)
     control = ControlSocketService(config.control, api, reactor)
-    shaper = shaper_for(config, table, reactor)
     services: list[IService] = [
         leases,
         firewall,

@@ -174,6 +174,9 @@ def test_clients_rows_have_exactly_the_documented_keys(h: Harness) -> None:
             "bytes_up": 1000,
             "bytes_down": 3000,
             "quota_remaining": 6000,
+            # Not shaped: this portald has no shaping.uplink.
+            "rate_down": None,
+            "rate_up": None,
         }
     ]
 
@@ -284,3 +287,38 @@ def test_a_slow_firewall_delays_the_answer_by_at_most_the_wait(h: Harness) -> No
     h.clock.advance(ENFORCED_WAIT)
     (reply,) = parse_replies(transport.value())
     assert reply.status == 200 and h.table.may_pass(OTHER_MAC)
+
+
+def test_rate_without_shaping_is_refused(h: Harness) -> None:
+    h.table.authorize(MAC, ip=IP, method="click-through", duration=HOUR)
+    status, answer = h.call("POST", "/v1/rate", {"device": IP, "down": 4_000_000, "up": 0})
+    assert status == 409 and "portald does not shape: set shaping.uplink" in answer["error"]
+    assert h.table.session(MAC).rate_down is None
+
+
+def test_rate_gives_the_session_its_own_rates_kept_across_a_restart(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    way_in = (10_000_000, 2_000_000)
+    ops = Operations(
+        h.table, h.neighbours, h.clock,
+        Sources(leases=lambda: h.leases, usage=h.usage.get, rates=lambda s: (
+            s.rate_down if s.rate_down is not None else way_in[0], s.rate_up if s.rate_up is not None else way_in[1]
+        )),
+        session_timeout=HOUR,
+    )  # fmt: skip
+    h.site = Site(ControlAPI(ops), reactor=h.clock)
+    h.table.authorize(MAC, ip=IP, method="click-through", duration=HOUR)
+    status, row = h.call("POST", "/v1/rate", {"device": IP, "down": 4_000_000, "up": 0})
+    assert status == 200 and (row["rate_down"], row["rate_up"]) == (4_000_000, 0)
+    (stored,) = h.store.open_sessions()
+    assert (stored.rate_down, stored.rate_up) == (4_000_000, 0)
+    status, row = h.call("POST", "/v1/rate", {"device": MAC, "down": None, "up": None})
+    assert (row["rate_down"], row["rate_up"]) == way_in
+    for body, error in [
+        ({"device": IP, "down": 5, "up": 0}, "down: expected a rate"),
+        ({"device": IP, "down": "4Mbit", "up": 0}, "field 'down': expected a whole number"),
+        ({"device": OTHER_IP, "down": 1_000_000, "up": 0}, "is not signed in"),
+    ]:
+        status, answer = h.call("POST", "/v1/rate", body)
+        assert status in (400, 404) and error in answer["error"], answer
+    h.store.close()

@@ -135,3 +135,79 @@ def test_sessions_get_their_classes_and_lose_them_and_staff_is_not_shaped() -> N
     assert tc[2] == "class del dev lan classid 1:10\nclass del dev wan classid 1:10\n"
     assert "delete element inet guests_shaping device_class { 02:00:00:00:00:01 }" in nft[2]
     assert set(shaper.devices) == {"02:00:00:00:00:03"}
+
+
+LINE = ShapingPlan("lan", "wan", "guests_shaping", line_down=50_000_000, line_up=10_000_000)
+
+
+def test_under_a_line_every_device_is_guaranteed_a_hundredth_and_shares_the_rest() -> None:
+    lines = tree(LINE, "fq_codel", ())
+    assert "class replace dev lan parent 1: classid 1:2 htb rate 50000000bit ceil 50000000bit" in lines
+    assert "class replace dev wan parent 1: classid 1:2 htb rate 10000000bit ceil 10000000bit" in lines
+    # One with a rate of its own: up to it; one without: up to the whole line.  Same quantum: equal shares.
+    assert device_lines(LINE, Shaped(0x10, 4_000_000, 0), "fq_codel") == [
+        "class replace dev lan parent 1:2 classid 1:10 htb rate 500000bit ceil 4000000bit quantum 1514",
+        "qdisc replace dev lan parent 1:10 handle 10: fq_codel",
+        "class replace dev wan parent 1:2 classid 1:10 htb rate 100000bit ceil 10000000bit quantum 1514",
+        "qdisc replace dev wan parent 1:10 handle 10: fq_codel",
+    ]
+    # A rate above the line is the line.
+    assert "rate 500000bit ceil 50000000bit" in device_lines(LINE, Shaped(0x11, 90_000_000, 0), "fq_codel")[0]
+
+
+def test_with_a_line_every_session_is_shaped_staff_too() -> None:
+    clock = Clock()
+    table = AuthorizationTable(clock)
+    config = parse_config(BASE + "shaping: {uplink: wan, uplink_rate_down: 50Mbit, uplink_rate_up: 10Mbit}\n")
+    shaper = Shaper(config, table, clock, Recorder())
+    table.add_observer(shaper)
+    shaper.startService()
+    table.authorize("02:00:00:00:00:01", ip="192.0.2.10", method="click-through", duration=3600)
+    table.authorize("02:00:00:00:00:02", ip="192.0.2.11", method="staff", duration=3600)
+    assert shaper.devices == {
+        "02:00:00:00:00:01": Shaped(0x10, 0, 0),
+        "02:00:00:00:00:02": Shaped(0x11, 0, 0),
+    }
+
+
+def test_a_rate_change_touches_only_that_devices_classes() -> None:
+    clock = Clock()
+    table = AuthorizationTable(clock)
+    runner = Recorder()
+    config = parse_config(
+        BASE + "shaping: {uplink: wan}\n"
+    )  # no rate in the file: vouchers and staff give them
+    shaper = Shaper(config, table, clock, runner)
+    table.add_observer(shaper)
+    shaper.startService()
+    runner.runs.clear()
+    table.authorize("02:00:00:00:00:01", ip="192.0.2.10", method="click-through", duration=3600)
+    assert runner.runs == [] and shaper.devices == {}
+    table.authorize(
+        "02:00:00:00:00:02", ip="192.0.2.11", method="voucher", duration=3600, rate_down=4_000_000
+    )
+    assert shaper.devices == {"02:00:00:00:00:02": Shaped(0x10, 4_000_000, 0)}
+    runner.runs.clear()
+    table.set_rates("02:00:00:00:00:02", 8_000_000, 1_000_000)
+    (tc,) = runner.runs  # in place: the classifier already has it
+    assert tc[2].splitlines() == [
+        "class replace dev lan parent 1: classid 1:10 htb rate 8000000bit ceil 8000000bit",
+        "qdisc replace dev lan parent 1:10 handle 10: pfifo limit 1000",
+        "class replace dev wan parent 1: classid 1:10 htb rate 1000000bit ceil 1000000bit",
+        "qdisc replace dev wan parent 1:10 handle 10: pfifo limit 1000",
+    ]
+    assert shaper.rates_of(table.session("02:00:00:00:00:02")) == (8_000_000, 1_000_000)
+    runner.runs.clear()
+    table.set_rates("02:00:00:00:00:01", 2_000_000, None)  # newly shaped: classes and classifier
+    (tc, nft) = runner.runs
+    assert "classid 1:11 htb rate 2000000bit" in tc[2] and "02:00:00:00:00:01 : 0x11" in nft[2]
+    runner.runs.clear()
+    table.set_rates("02:00:00:00:00:02", None, None)  # back to the way in's: unshaped
+    (tc, nft) = runner.runs
+    assert tc[2] == "class del dev lan classid 1:10\nclass del dev wan classid 1:10\n"
+
+
+def test_a_file_with_a_line_rate_needs_the_uplink() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(BASE + "shaping: {uplink_rate_down: 50Mbit}\n")
+    assert raised.value.key == "shaping.uplink"

@@ -448,5 +448,32 @@ def test_listing_many_vouchers_is_encoded_a_chunk_per_turn(tmp_path: Path) -> No
     rows = json.loads(listed[0].data)
     assert len(rows) == 1200 and {row["state"] for row in rows} == {"unused"}
     assert set(rows[0]) == {"id", "batch", "note", "state", "duration", "devices", "devices_now", "quota",
-                            "valid_until", "created", "first_used", "ends"}  # fmt: skip
+                            "rate_down", "rate_up", "valid_until", "created", "first_used", "ends"}  # fmt: skip
     assert "code" not in rows[0]  # never again after create
+
+
+def test_a_vouchers_rates_go_with_it_to_its_sessions_and_survive_a_restart(tmp_path: Path) -> None:
+    from portald.auth.interface import Credentials
+    from portald.control.operations import Refused as NotDone
+
+    desk = Desk(tmp_path)
+    slip = Slip("Venue", "http://portal.example/")
+    with pytest.raises(NotDone, match="portald does not shape"):
+        VoucherOperations(desk.book, desk.clock, slip).create(1, DAY, rate_down=4_000_000)
+    made: list = []
+    VoucherOperations(desk.book, desk.clock, slip, shapes=True).create(
+        1, DAY, rate_down=4_000_000, rate_up=1_000_000
+    ).addCallback(made.append)
+    turns_until(desk.clock, made)
+    answer = json.loads(made[0].data)
+    (row,) = answer["vouchers"]
+    assert (row["rate_down"], row["rate_up"]) == (4_000_000, 1_000_000)
+    desk.store.close()
+    desk.open()  # a restart: the book is read again
+    result: list = []
+    VoucherMethod(desk.book).authenticate(
+        Credentials(mac=CLIENT_MAC, ip=CLIENT_IP, fields={"voucher": row["code"]})
+    ).addCallback(result.append)
+    assert result[0].ok and (result[0].rate_down, result[0].rate_up) == (4_000_000, 1_000_000)
+    with pytest.raises(VoucherError, match="rate-down: expected a rate"):
+        desk.book.create(1, DAY, rate_down=3)

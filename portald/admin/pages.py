@@ -17,6 +17,7 @@ from twisted.web.template import Tag, tags
 from portald.admin.chart import Hour, day_chart, day_table
 from portald.admin.layout import choice, field, form
 from portald.humane import bytes_text, count_text, duration_text, when_text
+from portald.rates import rate_text
 from portald.vouchers.sheet import LAYOUTS
 
 EXTENSIONS = (("30m", "30 minutes"), ("1h", "1 hour"), ("4h", "4 hours"), ("1d", "1 day"))
@@ -156,6 +157,8 @@ def _voucher_terms(row: Mapping[str, Any]) -> str:
         terms.append(f"{row['devices']} devices")
     if row["quota"]:
         terms.append(bytes_text(row["quota"]))
+    if row.get("rate_down") is not None:
+        terms.append(f"{rate_text(row['rate_down'])} down, {rate_text(row['rate_up'])} up")
     return ", ".join(terms)
 
 
@@ -171,6 +174,8 @@ def create_form(csrf: str) -> Tag:
                 field("Devices each", "devices", kind="number", value="1", min="1", max="100"),
                 field("Data each", "quota", placeholder="none, or 2GB"),
                 field("Usable until (0:00 UTC)", "valid_until", kind="date"),
+                field("Download rate", "rate_down", placeholder="its way in's, or 10Mbit"),
+                field("Upload rate", "rate_up", placeholder="its way in's, or 2Mbit"),
                 field("Note", "note", maxlength="200", placeholder="conference, room 12"),
                 choice("Print as", "layout", [(layout, layout.upper()) for layout in LAYOUTS]),
                 class_="fields",

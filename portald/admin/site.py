@@ -38,6 +38,7 @@ from portald.control.api import ENFORCED_WAIT, Enforcement
 from portald.control.operations import Operations, Refused
 from portald.control.vouchers import VoucherOperations
 from portald.humane import bytes_text, deadline, duration_text
+from portald.rates import rate_bits, rate_in_range
 from portald.vouchers.sheet import LAYOUTS, Slip, render_sheet
 
 log = Logger()
@@ -100,6 +101,15 @@ def _duration(text: str, what: str) -> float:
     if seconds is None or seconds <= 0:
         raise Refused(f"{what}: expected a duration such as 30m, 2h or 1d", status=400)
     return seconds
+
+
+def _rate(text: str, what: str) -> int | None:
+    if not text:
+        return None
+    bits = rate_bits(text)
+    if not rate_in_range(bits):
+        raise Refused(f"{what}: expected a rate such as 10Mbit or 500kbit, 0 for unlimited", status=400)
+    return bits
 
 
 @attrs.frozen
@@ -429,7 +439,11 @@ class AdminSite(Resource):
         if layout not in LAYOUTS:
             raise Refused(f"Print as: expected one of {', '.join(LAYOUTS)}", status=400)
         note = _arg(request, "note") or None
-        made = self._parts.vouchers.create(count, duration, devices, quota, valid_until, note)
+        rate_down = _rate(_arg(request, "rate_down"), "Download rate")
+        rate_up = _rate(_arg(request, "rate_up"), "Upload rate")
+        made = self._parts.vouchers.create(
+            count, duration, devices, quota, valid_until, note, rate_down=rate_down, rate_up=rate_up
+        )
 
         def show(encoded: Any) -> bytes:
             answer = json.loads(encoded.data)

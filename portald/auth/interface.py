@@ -53,6 +53,9 @@ class AuthResult:
     duration: float | None = None
     quota_bytes: int | None = None
     ends: tuple[str, ...] = ()
+    # The session's own rates in bit/s (a voucher's; 0 unlimited), over the way in's.
+    rate_down: int | None = None
+    rate_up: int | None = None
 
     @classmethod
     def success(
@@ -62,8 +65,13 @@ class AuthResult:
         duration: float | None = None,
         quota_bytes: int | None = None,
         ends: tuple[str, ...] = (),
+        rate_down: int | None = None,
+        rate_up: int | None = None,
     ) -> AuthResult:
-        return cls(True, user=user, duration=duration, quota_bytes=quota_bytes, ends=ends)
+        return cls(
+            True, user=user, duration=duration, quota_bytes=quota_bytes, ends=ends,
+            rate_down=rate_down, rate_up=rate_up,
+        )  # fmt: skip
 
     @classmethod
     def failure(cls, message: str, *, counts: bool = True, incomplete: bool = False) -> AuthResult:

@@ -27,6 +27,7 @@ from portald.admin.accounts import AccountsError, check_name, read_accounts, rem
 from portald.cli import prog
 from portald.config import DEFAULT_CONFIG_PATH, Config, ConfigError, byte_count, duration_seconds, load_config
 from portald.humane import bytes_text, count_text, deadline, duration_text, when_text
+from portald.rates import rate_bits, rate_in_range, rate_text
 from portald.vouchers.sheet import LAYOUTS, Slip, render_sheet
 
 DONE, REFUSED, UNREACHABLE = 0, 1, 2
@@ -179,6 +180,18 @@ def show_clients(rows: list[dict[str, Any]]) -> str:
         )
         for row in rows
     ]
+    if any(row.get("rate_down") is not None for row in rows):
+        # A portald that shapes: each device's rates, as the kernel applies them.
+        headings += ("RATE DOWN/UP",)
+        cells = [
+            (
+                *cell,
+                "-"
+                if row.get("rate_down") is None
+                else f"{rate_text(row['rate_down'])}/{rate_text(row['rate_up'])}",
+            )
+            for cell, row in zip(cells, rows, strict=True)
+        ]
     return _table(headings, cells)
 
 
@@ -220,6 +233,12 @@ def _parser() -> argparse.ArgumentParser:
     extend = commands.add_parser("extend", help="move the end of a device's session later")
     extend.add_argument("device", metavar="MAC|IP")
     extend.add_argument("duration", help="how much later, such as 30m or 2h")
+    rate = commands.add_parser("rate", help="give a signed-in device its own download and upload rates, live")
+    rate.add_argument("device", metavar="MAC|IP")
+    rate.add_argument(
+        "down", metavar="DOWN", help="such as 4Mbit or 500kbit; 0 unlimited; default: its way in's"
+    )
+    rate.add_argument("up", metavar="UP", help="the same, for uploads")
     allow = commands.add_parser("allow", help="let a device pass without signing in, until disallowed")
     allow.add_argument("mac", metavar="MAC")
     allow.add_argument("--note", help="whose device, for the list")
@@ -251,6 +270,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--devices", type=int, default=1, help="devices at once (default 1)")
     create.add_argument("--quota", help="data allowance, shared by its devices, such as 2GB")
     create.add_argument("--valid-until", help="a hard deadline, YYYY-MM-DD (midnight UTC) or a Unix time")
+    create.add_argument(
+        "--rate-down", help="its devices' download rate, such as 10Mbit (needs shaping.uplink)"
+    )
+    create.add_argument("--rate-up", help="its devices' upload rate, such as 2Mbit")
     create.add_argument("--note", help="for the list, such as 'front desk'")
     create.add_argument("--batch", help="the batch's name (default: today's date and a random tag)")
     create.add_argument("--csv", action="store_true", help="the codes as CSV")
@@ -282,6 +305,20 @@ def _valid_until(text: str | None) -> float | None:
         raise Refusal(str(e)) from None
 
 
+def _rate(text: str | None, what: str, *, optional: bool = False) -> int | None:
+    """A rate given on the command line in bit/s; None for "default" (or nothing, where C{optional})."""
+    if text is None and optional:
+        return None
+    if text is None or text.lower() == "default":
+        return None
+    bits = rate_bits(text)
+    if not rate_in_range(bits):
+        raise Refusal(
+            f"{what}: {text!r} is not a rate: expected one such as 4Mbit or 500kbit, 0 for unlimited"
+        )
+    return bits
+
+
 def _voucher_request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
     what = args.voucher_command
     if what == "create":
@@ -298,6 +335,8 @@ def _voucher_request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any]
             "valid_until": _valid_until(args.valid_until),
             "note": args.note,
             "batch": args.batch,
+            "rate_down": _rate(args.rate_down, "--rate-down", optional=True),
+            "rate_up": _rate(args.rate_up, "--rate-up", optional=True),
         }
         return "POST", "/v1/vouchers/create", body
     if what == "list":
@@ -397,6 +436,12 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]
         return "POST", "/v1/extend", {"device": args.device, "duration": _seconds(args.duration)}
     if command == "allow":
         return "POST", "/v1/allow", {"mac": args.mac, "note": args.note}
+    if command == "rate":
+        return (
+            "POST",
+            "/v1/rate",
+            {"device": args.device, "down": _rate(args.down, "DOWN"), "up": _rate(args.up, "UP")},
+        )
     return "POST", "/v1/disallow", {"mac": args.mac}
 
 
@@ -411,6 +456,8 @@ def _shown(command: str, answer: Any, now: float) -> str:
         return f"{answer['mac']} ({answer['ip']}) is signed in by staff for {duration_text(answer['seconds_remaining'])}"
     if command == "extend":
         return f"{answer['mac']}'s session now ends in {duration_text(answer['seconds_remaining'])}"
+    if command == "rate":
+        return f"{answer['mac']} is shaped to {rate_text(answer['rate_down'])} down, {rate_text(answer['rate_up'])} up"
     if command == "deauth":
         return f"{answer['mac']} ({answer['ip']}): session {answer['ended']}"
     if command == "allow":

@@ -6,11 +6,13 @@ control socket.
     POST /v1/auth     {"device", "duration"?, "note"?}
     POST /v1/deauth   {"device"}
     POST /v1/extend   {"device", "duration"}
+    POST /v1/rate     {"device", "down", "up"}   (bit/s, 0 unlimited, null: the way in's)
     POST /v1/allow    {"mac", "note"?}
     POST /v1/disallow {"mac"}
     POST /v1/reload   {}           (as SIGHUP)
     GET  /v1/vouchers[?batch=B&state=S]    GET /v1/voucher?code=CODE
-    POST /v1/vouchers/create {"count", "duration", "devices"?, "quota"?, "valid_until"?, "note"?, "batch"?}
+    POST /v1/vouchers/create {"count", "duration", "devices"?, "quota"?, "valid_until"?, "note"?, "batch"?,
+                              "rate_down"?, "rate_up"?}
     POST /v1/vouchers/revoke {"code"} or {"batch"}
     POST /v1/vouchers/prune  {}
 
@@ -204,6 +206,13 @@ class ControlAPI(_Branch):
             b"extend": command(
                 lambda body: ops.extend(_field(body, "device", str), _field(body, "duration", float))
             ),
+            b"rate": command(
+                lambda body: ops.rate(
+                    _field(body, "device", str),
+                    _whole(body, "down", default=None),
+                    _whole(body, "up", default=None),
+                )
+            ),
             b"allow": command(
                 lambda body: ops.allow(_field(body, "mac", str), _field(body, "note", str, required=False))
             ),
@@ -255,6 +264,8 @@ class _VoucherCalls(Resource):
                 _field(body, "valid_until", float, required=False),
                 _field(body, "note", str, required=False),
                 _field(body, "batch", str, required=False),
+                _whole(body, "rate_down", default=None),
+                _whole(body, "rate_up", default=None),
             )
 
         self.putChild(b"create", _Call(b"POST", lambda request: create(_body(request))))

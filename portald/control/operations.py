@@ -21,6 +21,7 @@ from portald.addresses import InvalidMAC, normalise_ip, normalise_mac
 from portald.leases.model import Lease
 from portald.limits import Usage
 from portald.neighbours import Neighbours
+from portald.rates import rate_in_range
 from portald.table import AuthorizationTable, EndReason, JournalRefused, Session
 
 # The method recorded on sessions staff start.
@@ -54,6 +55,8 @@ class Sources:
     usage: Callable[[str], Usage | None]
     # Each subsystem's health, by name, as JSON values.
     health: Sequence[tuple[str, Callable[[], object]]] = ()
+    # A session's rates in bit/s (0 unlimited), as the shaper applies them; None when portald does not shape.
+    rates: Callable[[Session], tuple[int, int]] | None = None
 
 
 class Operations:
@@ -168,6 +171,7 @@ class Operations:
         else:
             method = None
         remaining = session.remaining(now) if session is not None else None
+        rates = self._sources.rates(session) if session is not None and self._sources.rates else (None, None)
         return {
             "mac": mac,
             "ip": ip,
@@ -180,6 +184,8 @@ class Operations:
             "bytes_up": up,
             "bytes_down": down,
             "quota_remaining": None if not quota or up is None or down is None else max(0, quota - up - down),
+            "rate_down": rates[0],
+            "rate_up": rates[1],
         }
 
     # --- commands ---
@@ -214,6 +220,25 @@ class Operations:
             raise Refused(f"the session database did not record it: {e}", status=503) from None
         assert extended is not None
         return self._row(extended.mac, None, self._clock.seconds())
+
+    def rate(self, text: str, down: int | None, up: int | None) -> dict[str, object]:
+        """
+        Give a signed-in device its own rates in bit/s (0 unlimited; C{None}:
+        back to its way in's), in force in the kernel within a second.
+        """
+        if self._sources.rates is None:
+            raise Refused("portald does not shape: set shaping.uplink (the interface towards the internet)")
+        session = self._signed_in(text)
+        for what, value in (("down", down), ("up", up)):
+            if value is not None and not rate_in_range(value):
+                raise Refused(
+                    f"{what}: expected a rate such as 4Mbit, 0 for unlimited, or default", status=400
+                )
+        try:
+            self._table.set_rates(session.mac, down, up)
+        except JournalRefused as e:
+            raise Refused(f"the session database did not record it: {e}", status=503) from None
+        return self._row(session.mac, None, self._clock.seconds())
 
     def allow(self, text: str, note: str | None = None) -> dict[str, object]:
         mac = _mac(text)

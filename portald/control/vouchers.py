@@ -22,9 +22,11 @@ ROWS_PER_TURN = 500
 class VoucherOperations:
     """The voucher book's staff side: each answer a JSON value, each refusal a L{Refused}."""
 
-    def __init__(self, book: VoucherBook, clock: IReactorTime, slip: Slip) -> None:
+    def __init__(self, book: VoucherBook, clock: IReactorTime, slip: Slip, *, shapes: bool = False) -> None:
         self._book = book
         self._clock = clock
+        # Whether portald shapes: a voucher's rates would mean nothing otherwise.
+        self._shapes = shapes
         # What the printed slips say besides the codes (the venue, the Wi-Fi); follows a reload.
         self.slip = slip
         self._cooperator = chunk_per_turn(clock)
@@ -38,7 +40,13 @@ class VoucherOperations:
         valid_until: float | None = None,
         note: str | None = None,
         batch: str | None = None,
+        rate_down: int | None = None,
+        rate_up: int | None = None,
     ) -> Deferred[EncodedJSON]:
+        if (rate_down is not None or rate_up is not None) and not self._shapes:
+            raise Refused(
+                "portald does not shape, so a voucher's rates would not hold: set shaping.uplink", status=400
+            )
         try:
             made = self._book.create(
                 count,
@@ -48,6 +56,8 @@ class VoucherOperations:
                 valid_until=valid_until,
                 note=note or "",
                 batch=batch,
+                rate_down=rate_down,
+                rate_up=rate_up,
             )
         except VoucherError as e:
             raise Refused(str(e), status=400) from None
@@ -136,6 +146,8 @@ class VoucherOperations:
             "devices": voucher.devices,
             "devices_now": on.get(voucher.id, []),
             "quota": voucher.quota,
+            "rate_down": voucher.rate_down,
+            "rate_up": voucher.rate_up,
             "valid_until": voucher.valid_until,
             "created": voucher.created,
             "first_used": voucher.first_used,

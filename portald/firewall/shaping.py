@@ -23,7 +23,8 @@ from zope.interface import implementer
 
 from portald.config import Config
 from portald.firewall.process import IProcessRunner, ProcessResult
-from portald.table import AuthorizationTable, EndReason, IAuthorizationObserver, Session
+from portald.rates import LEAST_RATE
+from portald.table import AuthorizationTable, EndReason, IAuthorizationObserver, IRateObserver, Session
 
 log = Logger()
 
@@ -34,16 +35,42 @@ DEFAULT_ROOTS = frozenset({"noqueue", "pfifo_fast", "mq", "fq_codel", "fq", "pfi
 RETRY_AFTER = 2.0
 
 
+# With a line rate: the line's class, under which every signed-in device shares it.
+LINE_MINOR = 0x2
+# HTB shares what the line has over its classes' rates by their quantum: the
+# same for every device, so devices share equally.
+QUANTUM = 1514
+UNLIMITED = 100 * 10**9
+
+
 @attrs.frozen
 class ShapingPlan:
     lan: str
     uplink: str
     table: str
+    # The line's capacity each way in bit/s (0: not shaped as a whole).
+    line_down: int = 0
+    line_up: int = 0
 
     @classmethod
     def from_config(cls, config: Config) -> ShapingPlan:
         assert config.shaping.uplink is not None
-        return cls(config.portal.interface, config.shaping.uplink, f"{config.firewall.table}_shaping")
+        return cls(
+            config.portal.interface,
+            config.shaping.uplink,
+            f"{config.firewall.table}_shaping",
+            config.shaping.uplink_rate_down,
+            config.shaping.uplink_rate_up,
+        )
+
+    @property
+    def shares_line(self) -> bool:
+        """Whether every signed-in device gets a class (to share the line), rate or none."""
+        return bool(self.line_down or self.line_up)
+
+    def directions(self) -> tuple[tuple[str, int], tuple[str, int]]:
+        """(interface, line rate) for downloads, then uploads."""
+        return ((self.lan, self.line_down), (self.uplink, self.line_up))
 
 
 @attrs.frozen
@@ -56,24 +83,44 @@ class Shaped:
 
 
 def tree(plan: ShapingPlan, leaf: str, owned: Iterable[str]) -> list[str]:
-    """tc batch lines: a fresh HTB root on both interfaces (the old one first, where it is ours)."""
+    """
+    tc batch lines: a fresh HTB root on both interfaces (the old one first,
+    where it is ours).  Unclassified traffic (the portal's own answers,
+    always-allowed devices) goes to 1:1, unshaped; with a line rate, the
+    line's class 1:2 holds the devices' classes.
+    """
     lines = [f"qdisc del dev {device} root" for device in owned]
-    for device in (plan.lan, plan.uplink):
+    for device, line in plan.directions():
         lines += [
             f"qdisc replace dev {device} root handle 1: htb default 1",
             f"class replace dev {device} parent 1: classid 1:1 htb rate 100gbit quantum 60000",
             f"qdisc replace dev {device} parent 1:1 handle fffe: {leaf}",
         ]
+        if line:
+            lines.append(
+                f"class replace dev {device} parent 1: classid 1:{LINE_MINOR:x} htb rate {line}bit ceil {line}bit"
+            )
     return lines
 
 
 def device_lines(plan: ShapingPlan, device: Shaped, leaf: str) -> list[str]:
-    """tc batch lines that give a device its classes (made or changed in place)."""
+    """
+    tc batch lines that give a device its classes (made or changed in place).
+    Under a line, a device is guaranteed a hundredth of it and may take up
+    to its own rate (or the whole line), sharing the rest equally.
+    """
     lines = []
-    for interface, rate in ((plan.lan, device.down), (plan.uplink, device.up)):
-        rate = rate or 100 * 10**9  # unlimited that way: the class still exists, for the mark
+    for (interface, line), rate in zip(plan.directions(), (device.down, device.up), strict=True):
+        if line:
+            ceil = min(rate, line) if rate else line
+            guaranteed = min(ceil, max(LEAST_RATE, line // 100))
+            parent, share = f"1:{LINE_MINOR:x}", f" quantum {QUANTUM}"
+        else:
+            ceil = guaranteed = rate or UNLIMITED  # unlimited that way: the class still exists, for the mark
+            parent, share = "1:", ""
         lines += [
-            f"class replace dev {interface} parent 1: classid 1:{device.minor:x} htb rate {rate}bit ceil {rate}bit",
+            f"class replace dev {interface} parent {parent} classid 1:{device.minor:x} htb "
+            f"rate {guaranteed}bit ceil {ceil}bit{share}",
             f"qdisc replace dev {interface} parent 1:{device.minor:x} handle {device.minor:x}: {leaf}",
         ]
     return lines
@@ -144,7 +191,7 @@ def roots(tc_json: bytes) -> str | None:
     return "default"
 
 
-@implementer(IAuthorizationObserver)
+@implementer(IAuthorizationObserver, IRateObserver)
 class Shaper(Service):
     """
     Follows the table: a session with a rate gets its classes and its MAC
@@ -180,9 +227,17 @@ class Shaper(Service):
 
     # --- the table ---
 
-    def _wanted(self, session: Session) -> Shaped | None:
+    def rates_of(self, session: Session) -> tuple[int, int]:
+        """(down, up) bit/s a session is shaped to (0 unlimited): its own rates, else its way in's."""
         down, up = self._config.rates_for(session.method)
-        if not down and not up:
+        return (
+            session.rate_down if session.rate_down is not None else down,
+            session.rate_up if session.rate_up is not None else up,
+        )
+
+    def _wanted(self, session: Session) -> Shaped | None:
+        down, up = self.rates_of(session)
+        if not down and not up and not self.plan.shares_line:
             return None
         known = self.devices.get(session.mac)
         return Shaped(known.minor if known is not None else self._free_minor(), down, up)
@@ -208,6 +263,10 @@ class Shaper(Service):
 
     def session_extended(self, session: Session) -> None:
         pass
+
+    def rates_changed(self, session: Session) -> None:
+        """portald-ctl rate: the device's classes changed in place, nobody else's touched."""
+        self.session_started(session)
 
     def session_ended(self, session: Session, reason: EndReason) -> None:
         known = self.devices.pop(session.mac, None)

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from portald.limits import IQuotaPools, Pool
+from portald.rates import rate_in_range
 from portald.table import AuthorizationTable, EndReason, IAuthorizationObserver, Session
 from portald.vouchers.codes import VoucherKey, new_code, read_typed, shown
 
@@ -68,6 +69,9 @@ class Voucher:
     quota: int | None = None
     first_used: float | None = None
     revoked: float | None = None
+    # Its devices' rates in bit/s (0 unlimited); None: the voucher way in's.
+    rate_down: int | None = None
+    rate_up: int | None = None
 
     @property
     def id(self) -> str:
@@ -187,6 +191,8 @@ class VoucherBook:
         valid_until: float | None = None,
         note: str = "",
         batch: str | None = None,
+        rate_down: int | None = None,
+        rate_up: int | None = None,
     ) -> Deferred[Batch]:
         """
         Make C{count} vouchers, a few hundred per turn of the reactor (10 000
@@ -209,6 +215,9 @@ class VoucherBook:
             raise VoucherError("valid-until: expected a time in the future")
         if batch is not None and not batch.strip():
             raise VoucherError("batch: expected a name")
+        for what, rate in (("rate-down", rate_down), ("rate-up", rate_up)):
+            if rate is not None and not rate_in_range(rate):
+                raise VoucherError(f"{what}: expected a rate such as 10Mbit, or 0 for unlimited")
         name = (
             batch.strip() if batch else time.strftime("%Y%m%d", time.gmtime(now)) + "-" + secrets.token_hex(2)
         )
@@ -224,7 +233,10 @@ class VoucherBook:
                     if digest in self._by_digest or any(v.digest == digest for v in chunk):
                         continue  # one in 2^49: still never two vouchers with one code
                     codes.append(shown(code))
-                    chunk.append(Voucher(digest, name, duration, devices, now, note, valid_until, quota))
+                    chunk.append(
+                        Voucher(digest, name, duration, devices, now, note, valid_until, quota,
+                                rate_down=rate_down, rate_up=rate_up)
+                    )  # fmt: skip
                 self._store.record_vouchers(chunk)
                 for voucher in chunk:
                     self._keep(voucher)

@@ -37,6 +37,11 @@ class VoucherMethod:
         voucher = outcome.voucher
         return succeed(
             AuthResult.success(
-                voucher.id, duration=outcome.remaining, quota_bytes=voucher.quota, ends=outcome.replaces
+                voucher.id,
+                duration=outcome.remaining,
+                quota_bytes=voucher.quota,
+                ends=outcome.replaces,
+                rate_down=voucher.rate_down,
+                rate_up=voucher.rate_up,
             )
         )

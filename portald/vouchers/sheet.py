@@ -19,6 +19,7 @@ import segno.helpers
 from twisted.web.template import Tag, tags
 
 from portald.html import flatten_now
+from portald.rates import rate_text
 from portald.vouchers.codes import read_typed
 from portald.web.words import describe_allowance, describe_period
 
@@ -74,6 +75,8 @@ def _terms(voucher: Mapping[str, Any]) -> list[Tag]:
     terms.append(tags.li("1 device" if devices == 1 else f"up to {devices} devices at once"))
     if voucher.get("quota"):
         terms.append(tags.li(describe_allowance(int(voucher["quota"])), " of data"))
+    if voucher.get("rate_down"):
+        terms.append(tags.li("up to ", rate_text(int(voucher["rate_down"]))))
     if voucher.get("valid_until"):
         terms.append(
             tags.li("use by ", time.strftime("%d %b %Y %H:%M", time.localtime(voucher["valid_until"])))

@@ -197,6 +197,8 @@ class Login(FormTarget):
                 duration=result.duration if result.duration is not None else duration,
                 idle_timeout=idle_timeout,
                 quota_bytes=result.quota_bytes if result.quota_bytes is not None else quota,
+                rate_down=result.rate_down,
+                rate_up=result.rate_up,
             )
         except JournalRefused as e:
             # Not on disk, so not granted: a login must survive a restart.
