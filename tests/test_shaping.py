@@ -211,3 +211,37 @@ def test_a_file_with_a_line_rate_needs_the_uplink() -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config(BASE + "shaping: {uplink_rate_down: 50Mbit}\n")
     assert raised.value.key == "shaping.uplink"
+
+
+def test_changes_waiting_go_out_together_in_one_tc_batch_and_one_nft_run() -> None:
+    from twisted.internet.defer import Deferred
+
+    clock = Clock()
+    table = AuthorizationTable(clock)
+    recorder = Recorder()
+    shaper = Shaper(parse_config(SHAPED), table, clock, recorder)
+    table.add_observer(shaper)
+    shaper.startService()
+    held: list[Deferred] = []
+
+    class Holding:
+        def run(self, executable, args, stdin=b""):
+            recorder.runs.append((executable.rsplit("/", 1)[-1], list(args), stdin.decode()))
+            held.append(Deferred())
+            return held[-1]
+
+    shaper._runner = Holding()
+    recorder.runs.clear()
+    for index in range(1, 4):
+        table.authorize(f"02:00:00:00:00:0{index}", ip=f"192.0.2.1{index}", method="click-through", duration=60)
+    assert len(recorder.runs) == 1  # the first device's tc batch; the others wait
+    held[0].callback(ProcessResult(0))
+    held[1].callback(ProcessResult(0))  # its nft run
+    assert len(recorder.runs) == 3
+    tc, nft = recorder.runs[2], None
+    assert tc[0] == "tc" and "classid 1:11" in tc[2] and "classid 1:12" in tc[2]
+    held[2].callback(ProcessResult(0))
+    nft = recorder.runs[3]
+    assert nft[0] == "nft" and "02:00:00:00:00:02" in nft[2] and "02:00:00:00:00:03" in nft[2]
+    held[3].callback(ProcessResult(0))
+    assert shaper.settled and len(recorder.runs) == 4

@@ -221,6 +221,11 @@ class Shaper(Service):
         self._retry: object | None = None
         self.failures = 0
 
+    @property
+    def settled(self) -> bool:
+        """Whether the kernel has everything the table asked for (the tree loaded, no change waiting)."""
+        return self._ready and not self._busy and not self._queue
+
     def reconfigure(self, config: Config) -> None:
         """A reload's rates, for sessions that start afterwards."""
         self._config = config
@@ -354,7 +359,11 @@ class Shaper(Service):
         if self._busy or not self._queue or not self._ready:
             return
         self._busy = True
-        tc_lines, nft_text = self._queue.pop(0)
+        # Everything waiting goes in one tc batch and one nft transaction, in
+        # order: a burst of sign-ins costs two runs, not two per device.
+        waiting, self._queue = self._queue, []
+        tc_lines = [line for lines, _ in waiting for line in lines]
+        nft_text = "".join(text for _, text in waiting)
         try:
             done = yield self._runner.run(self._tc, ["-batch", "-"], ("\n".join(tc_lines) + "\n").encode())
             if done.succeeded and nft_text:
