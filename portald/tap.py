@@ -349,6 +349,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         poll_interval=config.leases.poll_interval,
         neighbour_fallback=config.leases.neighbour_fallback,
         on_update=lambda leases: leases_updated(firewall, neighbours),
+        offload=reactor,  # type: ignore[arg-type]
     )
     # The metrics registry first: the forwarder observes into its histogram.
     registry, upstream_seconds = new_registry() if config.metrics.listen is not None else (None, None)

@@ -373,3 +373,100 @@ def test_a_pending_call_set_again_replaces_the_one_before(clock: Clock) -> None:
     assert calls == [2.0] and not call.pending
     clock.advance(5.0)
     assert calls == [2.0]
+
+
+# --- reads off the reactor ----------------------------------------------------------
+
+
+class Elsewhere:
+    """An offload that holds each piece of work until the test lets it run (as a thread would, later)."""
+
+    def __init__(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        self._deferred = Deferred
+        self.waiting: list[tuple[object, object]] = []
+
+    def __call__(self, work):
+        d = self._deferred()
+        self.waiting.append((work, d))
+        return d
+
+    def run_one(self) -> None:
+        work, d = self.waiting.pop(0)
+        d.callback(work())
+
+
+def offloaded_source(contents: list[str]) -> tuple[LeaseSource, Clock, Elsewhere, list[int]]:
+    clock = Clock()
+    clock.advance(NOW)
+    elsewhere = Elsewhere()
+    changes: list[int] = []
+    source = LeaseSource(
+        WatchedFile("dnsmasq", PATH),
+        clock,
+        debounce=DEBOUNCE,
+        on_change=lambda: changes.append(1),
+        read_text=lambda watched: text(contents[0]),
+        offload=elsewhere,
+    )
+    return source, clock, elsewhere, changes
+
+
+def test_an_offloaded_read_is_judged_only_when_it_comes_back() -> None:
+    contents = [ANN]
+    source, clock, elsewhere, changes = offloaded_source(contents)
+    source.changed()
+    clock.advance(DEBOUNCE)
+    assert len(elsewhere.waiting) == 1 and source.leases == () and changes == []
+    elsewhere.run_one()
+    assert source.leases == (ANN_LEASE,) and changes == [1]
+    assert source.last_read == clock.seconds()
+
+
+def test_changes_during_an_offloaded_read_make_one_more_read_after_it() -> None:
+    contents = [ANN]
+    source, clock, elsewhere, changes = offloaded_source(contents)
+    source.changed()
+    clock.advance(DEBOUNCE)
+    work, first = elsewhere.waiting.pop(0)
+    done = work()  # the thread reads the file as it is now
+    contents[0] = ANN + BOB  # and the server writes again before its answer is judged
+    for _ in range(3):
+        source.changed()
+        clock.advance(DEBOUNCE)
+    assert elsewhere.waiting == []  # one read at a time
+    first.callback(done)
+    assert source.leases == (ANN_LEASE,)
+    assert len(elsewhere.waiting) == 1  # and one more for what changed meanwhile
+    elsewhere.run_one()
+    assert source.leases == (ANN_LEASE, BOB_LEASE) and changes == [1, 1]
+    assert elsewhere.waiting == []
+
+
+def test_an_offloaded_parse_that_raises_keeps_the_last_good_leases() -> None:
+    contents = [ANN]
+    source, clock, elsewhere, changes = offloaded_source(contents)
+    source.changed()
+    clock.advance(DEBOUNCE)
+    elsewhere.run_one()
+
+    def broken(text: str, now: float) -> ParseResult:
+        raise RuntimeError("a parser bug")
+
+    source.parse = broken
+    source.changed()
+    clock.advance(DEBOUNCE)
+    with capturedLogs() as events:
+        elsewhere.run_one()
+    assert source.leases == (ANN_LEASE,) and changes == [1]
+    assert any("cannot parse" in formatEvent(e) for e in events)
+
+
+def test_an_offloaded_read_of_a_missing_file_waits_for_it() -> None:
+    source, clock, elsewhere, changes = offloaded_source([ANN])
+    source._read_text = lambda watched: (_ for _ in ()).throw(FileNotFoundError(errno.ENOENT, "gone"))
+    source.changed()
+    clock.advance(DEBOUNCE)
+    elsewhere.run_one()
+    assert source.state.missing and changes == []

@@ -70,7 +70,7 @@ def test_rates_that_cannot_be_shaped_are_keyed_errors(text: str, key: str, messa
 
 
 def test_the_tree_classes_and_classifier() -> None:
-    assert tree(PLAN, "pfifo limit 1000", ["lan"]) == [
+    assert tree(PLAN, "pfifo", ["lan"]) == [
         "qdisc del dev lan root",
         "qdisc replace dev lan root handle 1: htb default 1",
         "class replace dev lan parent 1: classid 1:1 htb rate 100gbit quantum 60000",
@@ -121,7 +121,7 @@ def test_sessions_get_their_classes_and_lose_them_and_staff_is_not_shaped() -> N
     table.add_observer(shaper)
     table.authorize("02:00:00:00:00:01", ip="192.0.2.10", method="click-through", duration=3600)
     shaper.startService()
-    assert shaper.leaf == "pfifo limit 1000"  # no fq_codel in this kernel
+    assert shaper.leaf == "pfifo"  # no fq_codel in this kernel
     assert shaper.devices == {"02:00:00:00:00:01": Shaped(0x10, 4_000_000, 2_000_000)}
     runner.runs.clear()
     table.authorize("02:00:00:00:00:02", ip="192.0.2.11", method="staff", duration=3600)
@@ -192,9 +192,9 @@ def test_a_rate_change_touches_only_that_devices_classes() -> None:
     (tc,) = runner.runs  # in place: the classifier already has it
     assert tc[2].splitlines() == [
         "class replace dev lan parent 1: classid 1:10 htb rate 8000000bit ceil 8000000bit",
-        "qdisc replace dev lan parent 1:10 handle 10: pfifo limit 1000",
+        "qdisc replace dev lan parent 1:10 handle 10: pfifo limit 66",  # 100 ms of 8 Mbit/s
         "class replace dev wan parent 1: classid 1:10 htb rate 1000000bit ceil 1000000bit",
-        "qdisc replace dev wan parent 1:10 handle 10: pfifo limit 1000",
+        "qdisc replace dev wan parent 1:10 handle 10: pfifo limit 16",  # the least
     ]
     assert shaper.rates_of(table.session("02:00:00:00:00:02")) == (8_000_000, 1_000_000)
     runner.runs.clear()
@@ -233,7 +233,9 @@ def test_changes_waiting_go_out_together_in_one_tc_batch_and_one_nft_run() -> No
     shaper._runner = Holding()
     recorder.runs.clear()
     for index in range(1, 4):
-        table.authorize(f"02:00:00:00:00:0{index}", ip=f"192.0.2.1{index}", method="click-through", duration=60)
+        table.authorize(
+            f"02:00:00:00:00:0{index}", ip=f"192.0.2.1{index}", method="click-through", duration=60
+        )
     assert len(recorder.runs) == 1  # the first device's tc batch; the others wait
     held[0].callback(ProcessResult(0))
     held[1].callback(ProcessResult(0))  # its nft run
@@ -245,3 +247,12 @@ def test_changes_waiting_go_out_together_in_one_tc_batch_and_one_nft_run() -> No
     assert nft[0] == "nft" and "02:00:00:00:00:02" in nft[2] and "02:00:00:00:00:03" in nft[2]
     held[3].callback(ProcessResult(0))
     assert shaper.settled and len(recorder.runs) == 4
+
+
+def test_a_fifo_leaf_holds_a_tenth_of_a_second_of_its_class() -> None:
+    from portald.firewall.shaping import leaf_qdisc
+
+    assert leaf_qdisc("fq_codel", 4_000_000) == "fq_codel"
+    assert leaf_qdisc("pfifo", 50_000_000) == "pfifo limit 412"
+    assert leaf_qdisc("pfifo", 500_000) == "pfifo limit 16"
+    assert leaf_qdisc("pfifo", 100 * 10**9) == "pfifo limit 1000"

@@ -28,7 +28,13 @@ from portald.table import AuthorizationTable, EndReason, IAuthorizationObserver,
 
 log = Logger()
 
-LEAVES = ("fq_codel", "pfifo limit 1000")
+# The leaf in each class: fq_codel where the kernel has it, else a FIFO.
+LEAVES = ("fq_codel", "pfifo")
+# A FIFO holds this much of its class's rate (fq_codel keeps its own queue
+# short): a deep one would make a device's own traffic wait seconds, and
+# keep TCP from sharing a line.
+FIFO_DELAY = 0.1
+FIFO_PACKETS = (16, 1000)
 FIRST_MINOR, LAST_MINOR = 0x10, 0x1FFE
 # Root qdiscs a machine has on its own; replacing them takes nothing from anyone.
 DEFAULT_ROOTS = frozenset({"noqueue", "pfifo_fast", "mq", "fq_codel", "fq", "pfifo"})
@@ -82,6 +88,14 @@ class Shaped:
     up: int
 
 
+def leaf_qdisc(leaf: str, ceil: int) -> str:
+    """The leaf qdisc of a class that sends at most C{ceil} bit/s."""
+    if leaf != "pfifo":
+        return leaf
+    least, most = FIFO_PACKETS
+    return f"pfifo limit {max(least, min(most, int(ceil * FIFO_DELAY / (8 * 1514))))}"
+
+
 def tree(plan: ShapingPlan, leaf: str, owned: Iterable[str]) -> list[str]:
     """
     tc batch lines: a fresh HTB root on both interfaces (the old one first,
@@ -94,7 +108,7 @@ def tree(plan: ShapingPlan, leaf: str, owned: Iterable[str]) -> list[str]:
         lines += [
             f"qdisc replace dev {device} root handle 1: htb default 1",
             f"class replace dev {device} parent 1: classid 1:1 htb rate 100gbit quantum 60000",
-            f"qdisc replace dev {device} parent 1:1 handle fffe: {leaf}",
+            f"qdisc replace dev {device} parent 1:1 handle fffe: {leaf_qdisc(leaf, UNLIMITED)}",
         ]
         if line:
             lines.append(
@@ -121,7 +135,8 @@ def device_lines(plan: ShapingPlan, device: Shaped, leaf: str) -> list[str]:
         lines += [
             f"class replace dev {interface} parent {parent} classid 1:{device.minor:x} htb "
             f"rate {guaranteed}bit ceil {ceil}bit{share}",
-            f"qdisc replace dev {interface} parent 1:{device.minor:x} handle {device.minor:x}: {leaf}",
+            f"qdisc replace dev {interface} parent 1:{device.minor:x} handle {device.minor:x}: "
+            f"{leaf_qdisc(leaf, ceil)}",
         ]
     return lines
 

@@ -18,10 +18,13 @@ import enum
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 from portald.leases import LOG_NAMESPACE
@@ -30,6 +33,9 @@ from portald.leases.model import Lease, ParseProblem, ParseResult
 from portald.leases.timers import Debounce
 
 log = Logger(namespace=LOG_NAMESPACE)
+
+# Runs a function elsewhere (the reactor's thread pool) and fires with its result on the reactor.
+Offload = Callable[[Callable[[], Any]], Deferred[Any]]
 
 # A burst of events delays the read by at most this many debounce intervals.
 MAX_DEBOUNCE_INTERVALS = 10
@@ -188,6 +194,7 @@ class LeaseSource:
         debounce: float,
         on_change: Callable[[], None],
         read_text: Callable[[WatchedFile], FileText] = read_file_text,
+        offload: Offload | None = None,
     ) -> None:
         self.watched = watched
         # An attribute, not a lookup per read: tests put a failing parser here.
@@ -203,6 +210,11 @@ class LeaseSource:
         )
         # Change events name the file, or the directory when its watch ended.
         self._paths = (str(watched.path), str(watched.path.parent))
+        # Where a debounced read and parse run: off the reactor when given
+        # (a thread), so that a big file never holds up DNS; judged on it.
+        self._offload = offload
+        self._reading = False
+        self._again = False
 
     @property
     def leases(self) -> tuple[Lease, ...]:
@@ -236,16 +248,68 @@ class LeaseSource:
         self._debounce.cancel()
 
     def _debounced(self) -> None:
-        if self.read():
+        if self.refresh():
             self._on_change()
 
+    def refresh(self) -> bool:
+        """
+        Read the file: on the reactor, returning whether its leases changed;
+        or, with C{offload}, off it, calling C{on_change} later if they did
+        (and returning False now).
+        """
+        if self._offload is None:
+            return self.read()
+        if self._reading:
+            # One read at a time; the change that came meanwhile is read after it.
+            self._again = True
+            return False
+        self._reading = True
+        now = self._clock.seconds()
+        watched, read_text, parse = self.watched, self._read_text, self.parse
+
+        def work() -> tuple[FileText | OSError, ParseResult | BaseException | None]:
+            # In the thread: only the pure parts, nothing of the source's state.
+            try:
+                got = read_text(watched)
+            except OSError as e:
+                return e, None
+            try:
+                return got, parse(got.text, now)
+            except Exception as e:
+                return got, e
+
+        def judged(outcome: tuple[FileText | OSError, ParseResult | BaseException | None]) -> None:
+            self._reading = False
+            if self._judge(*outcome):
+                self._on_change()
+            if self._again:
+                self._again = False
+                self.refresh()
+
+        def failed(failure: Failure) -> None:
+            self._reading = False
+            log.failure("reading {path} off the reactor failed", failure, path=str(self.watched.path))
+
+        self._offload(work).addCallbacks(judged, failed)
+        return False
+
     def read(self) -> bool:
-        """Read the file now; return whether its leases changed."""
+        """Read the file now, on the reactor; return whether its leases changed."""
+        try:
+            got: FileText | OSError = self._read_text(self.watched)
+        except OSError as e:
+            return self._judge(e, None)
+        try:
+            result: ParseResult | BaseException = self.parse(got.text, self._clock.seconds())
+        except Exception as e:
+            result = e
+        return self._judge(got, result)
+
+    def _judge(self, got: FileText | OSError, result: ParseResult | BaseException | None) -> bool:
+        """What a read (its text, or why there was none) and its parse make of the state; whether the leases changed."""
         path = self.watched.path
         before = self.state
-        try:
-            got = self._read_text(self.watched)
-        except FileNotFoundError:
+        if isinstance(got, FileNotFoundError):
             self.state = before.absent()
             if not before.missing:
                 log.info(
@@ -254,18 +318,16 @@ class LeaseSource:
                     what="keeping its leases until they expire" if before.leases else "waiting for it",
                 )
             return False
-        except OSError as e:
+        if isinstance(got, OSError):
             self.state = before.unreadable()
-            log.warn("cannot read {path}: {error}", path=str(path), error=e.strerror)
+            log.warn("cannot read {path}: {error}", path=str(path), error=got.strerror)
             return False
         self.state = fresh = before.read(got.signature)
         self.last_read = self._clock.seconds()
-        try:
-            result = self.parse(got.text, self._clock.seconds())
-        except Exception:
+        if not isinstance(result, ParseResult):
             # The parsers never raise on any text (property-tested); should
             # one ever do, the last good snapshot stays and portald goes on.
-            log.failure("cannot parse {path}; keeping its last good leases", path=str(path))
+            log.failure("cannot parse {path}; keeping its last good leases", Failure(result), path=str(path))
             return False
         self.state = after = fresh.parsed(got, result)
         if after.unconfirmed is not None:

@@ -9,6 +9,8 @@ inside the lab's namespaces.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -182,6 +184,9 @@ def test_with_the_lines_rate_a_second_guests_ping_stays_low(lab) -> None:
     internet = lab.internet()
     sink = internet.spawn([sys.executable, str(SINK_SCRIPT), WEB_ADDRESS, str(SINK)], name="sink")
     wait_for(lambda: "sink ready" in sink.log(), 10, what="the upload sink")
+    # Loaded with no devices of its own: by default the module makes ifb0 and ifb1 outside the lab.
+    if shutil.which("modprobe"):
+        subprocess.run(["modprobe", "ifb", "numifbs=0"], check=False, capture_output=True)
     for command in (
         ["ip", "link", "add", "ifb0", "type", "ifb"],
         ["ip", "link", "set", "ifb0", "up"],
@@ -241,5 +246,5 @@ def test_with_the_lines_rate_a_second_guests_ping_stays_low(lab) -> None:
     print(
         f"  two uploads under uplink_rate_up 7Mbit, over 3 s: {', '.join(f'{8 * b / 3e6:.2f}' for b in sent)} Mbit/s"
     )
-    assert len(sent) == 2 and sent[0] > 0.75 * sent[1], sent
+    assert len(sent) == 2 and sent[0] > 0.85 * sent[1], sent
     assert "Traceback" not in portal.log()
