@@ -376,3 +376,16 @@ def test_kea_files_read_one_after_another_and_states_other_than_default() -> Non
     assert list(by_ip(parse_kea(KEA_REAL + later, NOW))) == ["192.0.2.51"]
     released = KEA_REAL.replace(",phone-c1,0,", ",phone-c1,3,")  # state 3: released
     assert list(by_ip(parse_kea(released, NOW))) == ["192.0.2.51"]
+
+
+def test_isc_text_is_tokenized_in_pieces_exactly_as_whole() -> None:
+    from portald.leases import isc
+
+    block = 'lease 192.0.2.{n} {{\n  hardware ethernet 02:00:00:00:00:{n:02x};\n  client-hostname "a\\"b {n}";\n}}\n'
+    text = "".join(block.format(n=n % 250) for n in range(3000))
+    # A string with a raw line break and a closing brace inside, where a cut would fall.
+    tricky = text[: isc.PIECE] + 'lease 192.0.2.9 {\n  client-hostname "x\n}\ny";\n}\n' + text[isc.PIECE :]
+    for sample in (text, tricky):
+        pieces = isc._pieces(sample)
+        assert len(pieces) > 1 and "".join(pieces) == sample
+        assert [t for p in pieces for t in isc._TOKEN.findall(p)] == isc._TOKEN.findall(sample)

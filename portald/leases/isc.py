@@ -50,13 +50,39 @@ class _Truncated(Exception):
     """The text ended inside a block or a string."""
 
 
+# Text tokenized at a time: one findall holds the interpreter for all of its
+# text, so a whole 6 MB journal read in a thread would stall the reactor.
+PIECE = 64 * 1024
+
+
+def _pieces(text: str) -> list[str]:
+    """C{text} cut after a block's closing line (C{"}\\n"} at a line's start), about L{PIECE} at a time."""
+    pieces = []
+    start = 0
+    cut = start + PIECE
+    while len(text) - start > PIECE:
+        cut = text.find("\n}\n", cut)
+        if cut < 0:
+            break
+        piece = text[start : cut + 3]
+        if (piece.count('"') - piece.count('\\"')) % 2:
+            # Inside a string that holds a line break (dhcpd escapes those; a hand-made file may not): further on.
+            cut += 3
+            continue
+        pieces.append(piece)
+        start = cut = cut + 3
+        cut += PIECE
+    pieces.append(text[start:])
+    return pieces
+
+
 def _tokens(text: str) -> tuple[list[str], bool]:
     """
     The tokens as plain strings (a leading quote marks a string), and whether
     the text ends inside a string (the tokens then stop before it).  Files of
     thousands of blocks are read on every change, so this path stays lean.
     """
-    tokens = [token for token in _TOKEN.findall(text) if token[0] != "#"]
+    tokens = [token for piece in _pieces(text) for token in _TOKEN.findall(piece) if token[0] != "#"]
     if '"' in tokens:
         return tokens[: tokens.index('"')], True
     return tokens, False
