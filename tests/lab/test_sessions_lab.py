@@ -80,7 +80,12 @@ def test_idle_clients_are_cut_off_and_active_ones_are_not(lab) -> None:
         busy_answers.append(status(busy, SITE))
         time.sleep(0.3)
     cut_off_after = time.monotonic() - signed_in
-    assert status(idle, SITE) == "511", f"the idle phone was not cut off in {cut_off_after:.1f} s"
+    # A connection opened just as its flows are flushed may lose its first SYN: a few seconds' grace.
+    wait_for(
+        lambda: status(idle, SITE) == "511",
+        10,
+        what=f"the idle phone, deauthorized after {cut_off_after:.1f} s, to meet the portal",
+    )
     assert cut_off_after >= 6, "cut off before its idle timeout"
     assert set(busy_answers) == {"200"}, busy_answers
     assert status(busy, SITE) == "200"
