@@ -37,10 +37,8 @@ from portald.leases.notifier import make_notifier
 from portald.leases.watcher import LeaseWatcher, watched_files
 from portald.limits import ActivityTracker, SessionLimits, UsageLedger
 from portald.logs import set_format, write_where_twistd_writes
-from portald.metrics.collector import Figures, PortaldCollector, new_registry
 from portald.metrics.endings import SessionEndCounts
 from portald.metrics.lag import ReactorLag
-from portald.metrics.service import MetricsService
 from portald.neighbours import Neighbours
 from portald.refusals import Refusals
 from portald.reload import Applier, Reloader, ReloadOnHangup
@@ -358,7 +356,12 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         offload=reactor,  # type: ignore[arg-type]
     )
     # The metrics registry first: the forwarder observes into its histogram.
-    registry, upstream_seconds = new_registry() if config.metrics.listen is not None else (None, None)
+    # prometheus_client is imported only when metrics are on (14 MB otherwise spent for nothing).
+    registry, upstream_seconds = None, None
+    if config.metrics.listen is not None:
+        from portald.metrics.collector import new_registry
+
+        registry, upstream_seconds = new_registry()
     dns = DNSService(
         config,
         reactor,
@@ -448,6 +451,9 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     if config.admin.listen is not None:
         services.append(admin_service(config, operations, voucher_desk, firewall, store, web, reactor))
     if registry is not None and config.metrics.listen is not None:
+        from portald.metrics.collector import Figures, PortaldCollector
+        from portald.metrics.service import MetricsService
+
         figures = Figures(
             table=table,
             dns=dns.factory,

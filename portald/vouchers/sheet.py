@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-import segno
-import segno.helpers
 from twisted.web.template import Tag, tags
 
 from portald.html import flatten_now
@@ -60,10 +58,14 @@ class Slip:
         if self.ssid is None:
             return None
         security = "WPA" if self.password is not None else "nopass"
+        import segno.helpers  # imported when a sheet is made: portald runs without it loaded (11 MB)
+
         return segno.helpers.make_wifi_data(self.ssid, self.password, security, self.hidden)
 
 
 def _qr(text: str, caption: str, alt: str) -> Tag:
+    import segno
+
     symbol = segno.make(text, error="m")
     image = symbol.svg_data_uri(scale=4, border=2, xmldecl=False, nl=False)
     return tags.figure(tags.img(src=image, alt=alt), tags.figcaption(caption), **{"data-qr": text})
