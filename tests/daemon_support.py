@@ -14,6 +14,7 @@ Ports are free ones, so that these tests can run beside a ``make run``.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import signal
 import socket
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -155,3 +157,14 @@ def ask(
         return response.status, response.reason, dict(response.getheaders()), response.read().decode()
     finally:
         connection.close()
+
+
+@contextlib.contextmanager
+def running(config_path: Path, cwd: Path, stop_signal: int = signal.SIGINT) -> Iterator[Twistd]:
+    """A daemon with every listener open, stopped (with C{stop_signal}) when the block ends."""
+    twistd = Twistd.start(config_path, cwd=cwd)
+    try:
+        twistd.wait_for(READY)
+        yield twistd
+    finally:
+        twistd.stop(stop_signal)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from portald.admin.accounts import read_accounts
-from tests.daemon_support import READY, Twistd, dev_config
+from tests.daemon_support import dev_config, running
 
 ROOT = Path(__file__).resolve().parent.parent
 CTL = ROOT / ".venv" / "bin" / "portald-ctl"
@@ -60,12 +60,8 @@ class Staff:
 def daemon(tmp_path_factory: pytest.TempPathFactory):
     tmp_path = tmp_path_factory.mktemp("admin")
     path = dev_config(tmp_path)
-    twistd = Twistd.start(path, cwd=tmp_path)
-    try:
-        twistd.wait_for(READY)
+    with running(path, tmp_path) as twistd:
         yield path, twistd
-    finally:
-        twistd.stop()
 
 
 def test_the_development_account_signs_in_and_lets_a_device_in(daemon) -> None:

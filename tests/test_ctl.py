@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_support import READY, ROOT, Twistd, ask, dev_config, ports_of
+from tests.daemon_support import READY, ROOT, Twistd, ask, dev_config, ports_of, running
 
 CTL = ROOT / ".venv" / "bin" / "portald-ctl"
 # etc/dev/dnsmasq.leases: 127.0.0.1 is this MAC.
@@ -30,12 +30,8 @@ def ctl(*args: str) -> subprocess.CompletedProcess[str]:
 def daemon(tmp_path_factory: pytest.TempPathFactory):
     tmp_path = tmp_path_factory.mktemp("ctl")
     path = dev_config(tmp_path, vouchers={"wifi": {"ssid": "Dev Guest", "password": "not-a-secret"}})
-    twistd = Twistd.start(path, cwd=tmp_path)
-    try:
-        twistd.wait_for(READY)
+    with running(path, tmp_path) as twistd:
         yield path, twistd
-    finally:
-        twistd.stop()
 
 
 def test_status_in_words_and_in_json(daemon) -> None:

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.names import dns
 
 from portald.config import ConfigError, parse_config
-from tests.daemon_support import READY, ROOT, Twistd, ask, dev_config, ports_of
+from tests.daemon_support import READY, ROOT, Twistd, ask, dev_config, ports_of, running
 
 CTL = ROOT / ".venv" / "bin" / "portald-ctl"
 
@@ -47,12 +47,8 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 @pytest.fixture
 def daemon(tmp_path: Path):
     path = dev_config(tmp_path)
-    twistd = Twistd.start(path, cwd=tmp_path)
-    try:
-        twistd.wait_for(READY)
+    with running(path, tmp_path, signal.SIGTERM) as twistd:
         yield path, twistd
-    finally:
-        twistd.stop(signal.SIGTERM)
     assert "Traceback" not in twistd.output
 
 

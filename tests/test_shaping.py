@@ -113,12 +113,18 @@ class Recorder:
         return succeed(ProcessResult(0))
 
 
-def test_sessions_get_their_classes_and_lose_them_and_staff_is_not_shaped() -> None:
+def shaper_on(text: str) -> tuple[Clock, AuthorizationTable, Recorder, Shaper]:
+    """A Shaper following a table on a Clock, its runs recorded."""
     clock = Clock()
     table = AuthorizationTable(clock)
     runner = Recorder()
-    shaper = Shaper(parse_config(SHAPED), table, clock, runner)
+    shaper = Shaper(parse_config(text), table, clock, runner)
     table.add_observer(shaper)
+    return clock, table, runner, shaper
+
+
+def test_sessions_get_their_classes_and_lose_them_and_staff_is_not_shaped() -> None:
+    clock, table, runner, shaper = shaper_on(SHAPED)
     table.authorize("02:00:00:00:00:01", ip="192.0.2.10", method="click-through", duration=3600)
     shaper.startService()
     assert shaper.leaf == "pfifo"  # no fq_codel in this kernel
@@ -156,11 +162,9 @@ def test_under_a_line_every_device_is_guaranteed_a_hundredth_and_shares_the_rest
 
 
 def test_with_a_line_every_session_is_shaped_staff_too() -> None:
-    clock = Clock()
-    table = AuthorizationTable(clock)
-    config = parse_config(BASE + "shaping: {uplink: wan, uplink_rate_down: 50Mbit, uplink_rate_up: 10Mbit}\n")
-    shaper = Shaper(config, table, clock, Recorder())
-    table.add_observer(shaper)
+    clock, table, _, shaper = shaper_on(
+        BASE + "shaping: {uplink: wan, uplink_rate_down: 50Mbit, uplink_rate_up: 10Mbit}\n"
+    )
     shaper.startService()
     table.authorize("02:00:00:00:00:01", ip="192.0.2.10", method="click-through", duration=3600)
     table.authorize("02:00:00:00:00:02", ip="192.0.2.11", method="staff", duration=3600)
@@ -171,14 +175,8 @@ def test_with_a_line_every_session_is_shaped_staff_too() -> None:
 
 
 def test_a_rate_change_touches_only_that_devices_classes() -> None:
-    clock = Clock()
-    table = AuthorizationTable(clock)
-    runner = Recorder()
-    config = parse_config(
-        BASE + "shaping: {uplink: wan}\n"
-    )  # no rate in the file: vouchers and staff give them
-    shaper = Shaper(config, table, clock, runner)
-    table.add_observer(shaper)
+    # No rate in the file: vouchers and staff give them.
+    clock, table, runner, shaper = shaper_on(BASE + "shaping: {uplink: wan}\n")
     shaper.startService()
     runner.runs.clear()
     table.authorize("02:00:00:00:00:01", ip="192.0.2.10", method="click-through", duration=3600)
@@ -216,11 +214,7 @@ def test_a_file_with_a_line_rate_needs_the_uplink() -> None:
 def test_changes_waiting_go_out_together_in_one_tc_batch_and_one_nft_run() -> None:
     from twisted.internet.defer import Deferred
 
-    clock = Clock()
-    table = AuthorizationTable(clock)
-    recorder = Recorder()
-    shaper = Shaper(parse_config(SHAPED), table, clock, recorder)
-    table.add_observer(shaper)
+    clock, table, recorder, shaper = shaper_on(SHAPED)
     shaper.startService()
     held: list[Deferred] = []
 
