@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from twisted.application.internet import SSLServer, TCPServer
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from portald.admin.accounts import PasswordHash, StaffAccounts
+from portald.admin.accounts import StaffAccounts
 from portald.admin.site import AdminParts, AdminSite, Verify
 from portald.admin.staff import StaffSessions
 from portald.config import Config
+from portald.threads import in_thread_pool
 from portald.web.tls import PortalTLS
 
 log = Logger()
@@ -21,11 +20,8 @@ log = Logger()
 
 def off_the_reactor(reactor: IReactorThreads) -> Verify:
     """Password checks in the reactor's thread pool: scrypt takes tens of milliseconds on purpose."""
-
-    def verify(hashed: PasswordHash, password: str) -> Deferred[bool]:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), hashed.matches, password)  # type: ignore[arg-type]
-
-    return verify
+    offload = in_thread_pool(reactor)
+    return lambda hashed, password: offload(lambda: hashed.matches(password))
 
 
 class AdminService(MultiService):

@@ -34,7 +34,7 @@ from portald.admin.chart import HOUR, HOURS, last_day
 from portald.admin.layout import CSRF_FIELD, SHEET_POLICY, frame, html_answer, secure_headers
 from portald.admin.staff import SignInThrottle, StaffSession, StaffSessions
 from portald.config import byte_count, duration_seconds
-from portald.control.api import ENFORCED_WAIT, Enforcement
+from portald.control.api import Enforcement
 from portald.control.operations import Operations, Refused
 from portald.control.vouchers import VoucherOperations
 from portald.humane import bytes_text, deadline, duration_text
@@ -380,16 +380,8 @@ class AdminSite(Resource):
     # --- changes ---
 
     def _enforced(self, request: Request, location: str) -> Deferred[bytes]:
-        """The redirect, once the firewall has the change (or after L{ENFORCED_WAIT} seconds)."""
-        enforcement = self._parts.enforcement
-        waiting = enforcement.applied()
-        waiting.addTimeout(ENFORCED_WAIT, enforcement.clock)
-        waiting.addErrback(
-            lambda failure: log.warn(
-                "answering staff before the firewall confirmed it: {why}", why=failure.value
-            )
-        )
-        return waiting.addCallback(lambda _: _see_other(request, location))
+        """The redirect, once the firewall has the change (or after the control API's wait)."""
+        return self._parts.enforcement.settled().addCallback(lambda _: _see_other(request, location))
 
     def _end(self, request: Request, staff: StaffSession) -> Deferred[bytes]:
         answer = self._parts.operations.deauthorize(_arg(request, "device"))

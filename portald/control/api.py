@@ -94,6 +94,17 @@ class Enforcement:
     applied: Callable[[], Deferred[None]]
     clock: IReactorTime
 
+    def settled(self) -> Deferred[None]:
+        """Fires once the firewall has what was just changed, or after L{ENFORCED_WAIT} (logged); never fails."""
+        waiting = self.applied()
+        waiting.addTimeout(ENFORCED_WAIT, self.clock)
+        waiting.addErrback(
+            lambda failure: log.warn(
+                "answering a staff command before the firewall confirmed it: {why}", why=failure.value
+            )
+        )
+        return waiting
+
 
 class _Call(Resource):
     """One API call: a GET question, or a POST command answered once it is in force."""
@@ -123,13 +134,7 @@ class _Call(Resource):
             return self._later(request, answer)
         if self._enforcement is None:
             return _json(request, 200, answer)
-        waiting = self._enforcement.applied()
-        waiting.addTimeout(ENFORCED_WAIT, self._enforcement.clock)
-        waiting.addErrback(
-            lambda failure: log.warn(
-                "answering a staff command before the firewall confirmed it: {why}", why=failure.value
-            )
-        )
+        waiting = self._enforcement.settled()
         finished: list[object] = []
         request.notifyFinish().addBoth(finished.append)
 

@@ -18,10 +18,8 @@ import enum
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -31,11 +29,9 @@ from portald.leases import LOG_NAMESPACE
 from portald.leases.formats import EARLIER_FILES, PARSERS, Parser, no_earlier_files
 from portald.leases.model import Lease, ParseProblem, ParseResult
 from portald.leases.timers import Debounce
+from portald.threads import Offload
 
 log = Logger(namespace=LOG_NAMESPACE)
-
-# Runs a function elsewhere (the reactor's thread pool) and fires with its result on the reactor.
-Offload = Callable[[Callable[[], Any]], Deferred[Any]]
 
 # A burst of events delays the read by at most this many debounce intervals.
 MAX_DEBOUNCE_INTERVALS = 10
@@ -179,6 +175,24 @@ class SourceState:
         )
 
 
+# A read's text (or why there was none) and its parse (or the exception it raised).
+Outcome = tuple[FileText | OSError, ParseResult | BaseException | None]
+
+
+def _load(
+    watched: WatchedFile, read_text: Callable[[WatchedFile], FileText], parse: Parser, now: float
+) -> Outcome:
+    """Read and parse C{watched}, catching what either raises: pure, so it may run in a thread."""
+    try:
+        got = read_text(watched)
+    except OSError as e:
+        return e, None
+    try:
+        return got, parse(got.text, now)
+    except Exception as e:
+        return got, e
+
+
 class LeaseSource:
     """
     One lease file: its L{SourceState}, and the debounced read that follows
@@ -267,18 +281,7 @@ class LeaseSource:
         now = self._clock.seconds()
         watched, read_text, parse = self.watched, self._read_text, self.parse
 
-        def work() -> tuple[FileText | OSError, ParseResult | BaseException | None]:
-            # In the thread: only the pure parts, nothing of the source's state.
-            try:
-                got = read_text(watched)
-            except OSError as e:
-                return e, None
-            try:
-                return got, parse(got.text, now)
-            except Exception as e:
-                return got, e
-
-        def judged(outcome: tuple[FileText | OSError, ParseResult | BaseException | None]) -> None:
+        def judged(outcome: Outcome) -> None:
             self._reading = False
             if self._judge(*outcome):
                 self._on_change()
@@ -290,20 +293,13 @@ class LeaseSource:
             self._reading = False
             log.failure("reading {path} off the reactor failed", failure, path=str(self.watched.path))
 
-        self._offload(work).addCallbacks(judged, failed)
+        # In the thread: only the pure parts, nothing of the source's state.
+        self._offload(lambda: _load(watched, read_text, parse, now)).addCallbacks(judged, failed)
         return False
 
     def read(self) -> bool:
         """Read the file now, on the reactor; return whether its leases changed."""
-        try:
-            got: FileText | OSError = self._read_text(self.watched)
-        except OSError as e:
-            return self._judge(e, None)
-        try:
-            result: ParseResult | BaseException = self.parse(got.text, self._clock.seconds())
-        except Exception as e:
-            result = e
-        return self._judge(got, result)
+        return self._judge(*_load(self.watched, self._read_text, self.parse, self._clock.seconds()))
 
     def _judge(self, got: FileText | OSError, result: ParseResult | BaseException | None) -> bool:
         """What a read (its text, or why there was none) and its parse make of the state; whether the leases changed."""

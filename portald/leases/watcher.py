@@ -28,12 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
@@ -42,10 +39,11 @@ from portald.leases import LOG_NAMESPACE
 from portald.leases.arp import read_proc_net_arp
 from portald.leases.model import Lease
 from portald.leases.notifier import IDirectoryNotifier, make_notifier
-from portald.leases.source import LeaseSource, Offload, WatchedFile
+from portald.leases.source import LeaseSource, WatchedFile
 from portald.leases.timers import PendingCall
 from portald.neighbours import Neighbours
 from portald.periodic import Periodic
+from portald.threads import in_thread_pool
 
 # make_notifier and watched_files: what portald.tap builds the watcher with.
 __all__ = ["LeaseWatcher", "WatchedFile", "make_notifier", "watched_files"]
@@ -77,7 +75,7 @@ class LeaseWatcher(Service):
     ) -> None:
         # With a reactor to offload to, files are read and parsed in its thread
         # pool after a change (a 5000-lease file took up to a second to parse).
-        to_thread = _in_thread_pool(offload) if offload is not None else None
+        to_thread = in_thread_pool(offload) if offload is not None else None
         self._sources = [
             LeaseSource(watched, clock, debounce=debounce, on_change=self._publish, offload=to_thread)
             for watched in files
@@ -229,13 +227,6 @@ class LeaseWatcher(Service):
         ends = [lease.expires for lease in leases if lease.expires is not None]
         if ends and self.running:
             self._expiry.after(max(0.0, min(ends) - now))
-
-
-def _in_thread_pool(reactor: IReactorThreads) -> Offload:
-    def offload(work: Callable[[], Any]) -> Deferred[Any]:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), work)  # type: ignore[arg-type]
-
-    return offload
 
 
 def _later(a: float | None, b: float | None) -> bool:
