@@ -27,7 +27,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LEASE_FORMATS = ("dnsmasq", "isc-dhcpd", "kea")
-AUTH_METHODS = ("click-through", "access-code", "voucher")
+AUTH_METHODS = ("click-through", "access-code", "voucher", "radius")
+# What the portal's RADIUS form asks: a name and a password, or a code alone (sent as the name).
+RADIUS_CREDENTIALS = ("password", "code")
 WHEN_FULL = ("refuse", "replace-oldest")
 FIREWALL_BACKENDS = ("none", "nftables")
 ON_STOP_CHOICES = ("keep", "remove")
@@ -769,6 +771,71 @@ class AdminSettings:
     allow_guest_side: bool = setting(parse_bool, False)
 
 
+def parse_secret(node: Node) -> str:
+    """A RADIUS shared secret: printable, 1 to 128 characters (what FreeRADIUS accepts)."""
+    value = parse_text(node)
+    if not 1 <= len(value) <= 128 or not value.isprintable():
+        raise node.error("a shared secret of 1 to 128 printable characters")
+    return value
+
+
+@attrs.frozen
+class RadiusServer:
+    """One AAA server; several are tried in order, the next when one does not answer."""
+
+    address: IPAddress = setting(parse_ip, doc="the server's address")
+    secret: str = setting(parse_secret, doc="the secret shared with it")
+    auth_port: int = setting(parse_port, 1812)
+    acct_port: int = setting(parse_port, 1813)
+
+
+@attrs.frozen
+class DASClient:
+    """Who may send Disconnect and CoA requests (RFC 5176), with its own secret."""
+
+    address: IPAddress = setting(parse_ip)
+    secret: str = setting(parse_secret)
+
+
+@attrs.frozen
+class DASSettings:
+    # Dynamic authorization: off unless an address is given.
+    listen: Endpoint | None = setting(optional(endpoint(3799)), None, doc="address:port of the DAS")
+    clients: tuple[DASClient, ...] = setting(list_of(section(DASClient)), ())
+
+
+@attrs.frozen
+class MacAuthSettings:
+    """A device seen in the leases is first tried by its MAC, as CoovaChilli and uspot do."""
+
+    enabled: bool = setting(parse_bool, False)
+    # The MAC as the name: AA-BB-CC-DD-EE-FF (RFC 3580); the password: this text, or the name again.
+    password: str | None = setting(optional(parse_text), None)
+
+
+@attrs.frozen
+class RadiusSettings:
+    servers: tuple[RadiusServer, ...] = setting(list_of(section(RadiusServer)), ())
+    nas_identifier: str = setting(parse_text, "portald")
+    nas_ip_address: ipaddress.IPv4Address | None = setting(
+        optional(parse_ipv4), None, doc="default: portal.address"
+    )
+    called_station_id: str | None = setting(optional(parse_text), None, doc="default: nas_identifier")
+    credentials: str = setting(choice(*RADIUS_CREDENTIALS), "password")
+    # RFC 5080: the first retransmission after timeout, then doubling, at
+    # most retries times per server; a guest waits at most give_up_after.
+    timeout: float = setting(positive_duration, 2.0)
+    retries: int = setting(positive_int, 2)
+    give_up_after: float = setting(positive_duration, 10.0)
+    # A server that did not answer is skipped this long, unless Status-Server finds it sooner.
+    dead_time: float = setting(positive_duration, 30.0)
+    accounting: bool = setting(parse_bool, True)
+    # Interim-Updates when the Access-Accept names no interval (0: none); never under 60 s.
+    interim_interval: float = setting(parse_duration, 0.0)
+    mac_auth: MacAuthSettings = setting(section(MacAuthSettings), MacAuthSettings())
+    das: DASSettings = setting(section(DASSettings), DASSettings())
+
+
 @attrs.frozen
 class LogSettings:
     format: str = setting(choice(*LOG_FORMATS), "text", doc="text, or json: one JSON object per line")
@@ -789,6 +856,7 @@ class Config:
     control: ControlSettings = setting(section(ControlSettings), ControlSettings())
     metrics: MetricsSettings = setting(section(MetricsSettings), MetricsSettings())
     admin: AdminSettings = setting(section(AdminSettings), AdminSettings())
+    radius: RadiusSettings = setting(section(RadiusSettings), RadiusSettings())
     log: LogSettings = setting(section(LogSettings), LogSettings())
     source: Path | None = attrs.field(default=None, eq=False)
 
@@ -957,6 +1025,7 @@ def _check_consistency(config: Config, lines: dict[str, int]) -> None:
                 raise fail(f"auth.methods[{index}].codes", "access-code needs at least one code")
             if way.method != "access-code" and way.codes:
                 raise fail(f"auth.methods[{index}].codes", f"codes are for access-code, not {way.method}")
+    _check_radius(config, fail)
     if config.rates_configured or config.shapes:
         if config.firewall.backend != "nftables":
             key = "sessions.rate_down" if config.rates_configured else "shaping.uplink"
@@ -986,6 +1055,23 @@ def _check_consistency(config: Config, lines: dict[str, int]) -> None:
             )
 
 
+def _check_radius(config: Config, fail: Callable[[str, str], ConfigError]) -> None:
+    radius = config.radius
+    uses_radius = any(way.method == "radius" for way in config.ways_in()) or radius.mac_auth.enabled
+    if uses_radius and not radius.servers:
+        raise fail("radius.servers", "expected at least one server for the radius way in (or mac_auth)")
+    if radius.interim_interval and radius.interim_interval < 60:
+        raise fail("radius.interim_interval", "expected at least 60s (or 0 for none), as RFC 2869 asks")
+    if radius.give_up_after < radius.timeout:
+        raise fail("radius.give_up_after", "expected at least radius.timeout")
+    das = radius.das
+    if das.listen is not None:
+        if not das.clients:
+            raise fail("radius.das.clients", "expected at least one client allowed to send requests")
+        if config.on_guest_side(das.listen.host):
+            raise fail("radius.das.listen", "expected an address on the AAA's side, not the guests'")
+
+
 def _resolve_paths(config: Config, base: Path) -> Config:
     """Make relative paths relative to the configuration file's directory."""
 
@@ -999,7 +1085,9 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         tls = attrs.evolve(tls, certificate=resolve(tls.certificate), key=resolve(tls.key))
     admin_tls = config.admin.tls
     if admin_tls is not None:
-        admin_tls = attrs.evolve(admin_tls, certificate=resolve(admin_tls.certificate), key=resolve(admin_tls.key))
+        admin_tls = attrs.evolve(
+            admin_tls, certificate=resolve(admin_tls.certificate), key=resolve(admin_tls.key)
+        )
     return attrs.evolve(
         config,
         admin=attrs.evolve(config.admin, users_file=resolve(config.admin.users_file), tls=admin_tls),

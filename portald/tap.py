@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime
 import gc
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from twisted.application.service import IService, MultiService
 from twisted.internet import defer
@@ -40,6 +42,7 @@ from portald.logs import set_format, write_where_twistd_writes
 from portald.metrics.endings import SessionEndCounts
 from portald.metrics.lag import ReactorLag
 from portald.neighbours import Neighbours
+from portald.radius.queue import QueueError
 from portald.refusals import Refusals
 from portald.reload import Applier, Reloader, ReloadOnHangup
 from portald.store import SessionStore, StoreError
@@ -52,6 +55,9 @@ from portald.web.service import HTTPService, https_listeners, ipv6_listener, web
 from portald.web.theme import load_theme
 from portald.web.tls import PortalTLS, load_certificate
 from portald.welcome import WelcomeService
+
+if TYPE_CHECKING:
+    from portald.radius.service import RadiusService
 
 log = Logger()
 
@@ -76,7 +82,11 @@ def check_warnings(config: Config) -> list[str]:
         warnings.append(
             f"no staff account in {config.admin.users_file}: make one with portald-ctl admin add-user NAME"
         )
-    if config.admin.listen is not None and config.admin.tls is None and not config.admin.listen.host.is_loopback:
+    if (
+        config.admin.listen is not None
+        and config.admin.tls is None
+        and not config.admin.listen.host.is_loopback
+    ):
         warnings.append("admin.tls is not set: staff passwords cross the network in clear text")
     if not any(address == config.portal.address or address.is_unspecified for address in config.dns_listen):
         warnings.append(
@@ -231,6 +241,20 @@ def shaper_for(config: Config, table: AuthorizationTable, reactor: PortalReactor
     return Shaper(config, table, reactor, SpawnedProcessRunner(reactor))
 
 
+def radius_service(
+    config: Config,
+    reactor: PortalReactor,
+    table: AuthorizationTable,
+    usage: Callable[[str], tuple[int, int] | None],
+) -> RadiusService | None:
+    """The RADIUS side, when radius.servers names any (pyrad is imported only then)."""
+    if not config.radius.servers:
+        return None
+    from portald.radius.service import RadiusService
+
+    return RadiusService(config, reactor, table, usage)
+
+
 def leases_updated(firewall: IFirewall, neighbours: Neighbours) -> None:
     """What the firewall does when the leases change."""
     # A signed-in device whose lease moved is counted at its new address.
@@ -374,6 +398,8 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         on_upstream_answer=upstream_seconds.observe if upstream_seconds is not None else None,
         learner=learner,
     )
+    # RADIUS when servers are configured: the way in, accounting, Disconnect and CoA.
+    radius = radius_service(config, reactor, table, ledger.usage)
     web = web_service(
         config,
         table,
@@ -385,6 +411,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         refusals=refusals,
         learner=learner,
         vouchers=VoucherMethod(book),
+        radius=radius.method if radius is not None else None,
     )
     lag = ReactorLag(reactor)
     endings = SessionEndCounts()
@@ -402,6 +429,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
                 ("upstreams", lambda: [upstream.as_dict() for upstream in dns.forwarder.health]),
                 ("store", store_health(store.path, lambda: store.longest_write)),
                 ("reactor", lambda: {"lag_seconds": round(lag.last, 4), "stalls": lag.stalls}),
+                *((("radius", radius.health),) if radius is not None else ()),
             ),
             rates=shaper.rates_of if shaper is not None else None,
         ),
@@ -411,10 +439,13 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     voucher_desk = VoucherOperations(book, reactor, Slip.from_config(config), shapes=shaper is not None)
     api = ControlAPI(operations, Enforcement(firewall.applied, reactor), voucher_desk)
     control = ControlSocketService(config.control, api, reactor)
+    if radius is not None:
+        radius.add_das(operations)
     services: list[IService] = [
         leases,
         firewall,
         *([shaper] if shaper is not None else []),
+        *([radius] if radius is not None else []),
         limits,
         lag,
         dns,
@@ -469,7 +500,18 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         registry.register(PortaldCollector(figures))
         services.append(MetricsService(config.metrics.listen, registry, reactor))
     # Every observer of the table, in the order they hear of a change.
-    for observer in (SessionLog(), activity, firewall, ledger, endings, book, *([shaper] if shaper else [])):
+    # Accounting hears of an ending before the ledger forgets the session's bytes.
+    accounting = [radius.accounting] if radius is not None and radius.accounting is not None else []
+    for observer in (
+        SessionLog(),
+        activity,
+        firewall,
+        *accounting,
+        ledger,
+        endings,
+        book,
+        *([shaper] if shaper else []),
+    ):
         table.add_observer(observer)
     return PortalService(
         table=table,
@@ -494,5 +536,5 @@ def makeService(options: Options) -> MultiService:
         return build_service(options.config, reactor)
     except ConfigError as e:
         raise SystemExit(f"portald: configuration error: {e}") from None
-    except (StoreError, ControlSocketError, KeyFileError) as e:
+    except (StoreError, ControlSocketError, KeyFileError, QueueError) as e:
         raise SystemExit(f"portald: {e}") from None

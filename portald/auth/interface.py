@@ -56,6 +56,8 @@ class AuthResult:
     # The session's own rates in bit/s (a voucher's; 0 unlimited), over the way in's.
     rate_down: int | None = None
     rate_up: int | None = None
+    # Seconds without traffic that end the session (RADIUS' Idle-Timeout), over the way in's.
+    idle_timeout: float | None = None
 
     @classmethod
     def success(
@@ -67,10 +69,11 @@ class AuthResult:
         ends: tuple[str, ...] = (),
         rate_down: int | None = None,
         rate_up: int | None = None,
+        idle_timeout: float | None = None,
     ) -> AuthResult:
         return cls(
             True, user=user, duration=duration, quota_bytes=quota_bytes, ends=ends,
-            rate_down=rate_down, rate_up=rate_up,
+            rate_down=rate_down, rate_up=rate_up, idle_timeout=idle_timeout,
         )  # fmt: skip
 
     @classmethod
@@ -122,4 +125,5 @@ DEFAULT_LABELS = {
     "click-through": "Free access",
     "access-code": "With an access code",
     "voucher": "With a voucher",
+    "radius": "With your account",
 }

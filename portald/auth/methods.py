@@ -71,17 +71,25 @@ class AccessCode:
         return succeed(AuthResult.success())
 
 
-def authenticator_for(way: WayIn, vouchers: IAuthenticator | None = None) -> IAuthenticator:
-    """The method that checks C{way} (C{vouchers}: the voucher book's, when there is one)."""
+def authenticator_for(
+    way: WayIn, vouchers: IAuthenticator | None = None, radius: IAuthenticator | None = None
+) -> IAuthenticator:
+    """The method that checks C{way} (C{vouchers}: the voucher book's; C{radius}: the AAA client's)."""
     if way.method == "access-code":
         return AccessCode(way.codes)
     if way.method == "voucher":
         if vouchers is None:
             raise ValueError("the voucher way in needs the voucher book")
         return vouchers
+    if way.method == "radius":
+        if radius is None:
+            raise ValueError("the radius way in needs the RADIUS client")
+        return radius
     return ClickThrough()
 
 
-def ways_for(config: Config, vouchers: IAuthenticator | None = None) -> tuple[Way, ...]:
+def ways_for(
+    config: Config, vouchers: IAuthenticator | None = None, radius: IAuthenticator | None = None
+) -> tuple[Way, ...]:
     """Every way in the configuration offers, in the page's order."""
-    return tuple(Way(way, authenticator_for(way, vouchers)) for way in config.ways_in())
+    return tuple(Way(way, authenticator_for(way, vouchers, radius)) for way in config.ways_in())

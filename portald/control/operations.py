@@ -221,6 +221,19 @@ class Operations:
         assert extended is not None
         return self._row(extended.mac, None, self._clock.seconds())
 
+    def limit(self, text: str, remaining: float) -> dict[str, object]:
+        """End a device's session C{remaining} seconds from now, sooner or later than it would have."""
+        session = self._signed_in(text)
+        if session.expires is None:
+            raise Refused(f"{session.mac}'s session has no end to move")
+        now = self._clock.seconds()
+        try:
+            changed = self._table.extend(session.mac, now + _positive(remaining, "remaining") - session.expires)
+        except JournalRefused as e:
+            raise Refused(f"the session database did not record it: {e}", status=503) from None
+        assert changed is not None
+        return self._row(changed.mac, None, now)
+
     def rate(self, text: str, down: int | None, up: int | None) -> dict[str, object]:
         """
         Give a signed-in device its own rates in bit/s (0 unlimited; C{None}:

@@ -47,9 +47,11 @@ class PortalWeb:
         hooks: PortalHooks = NO_HOOKS,
         refusals: Refusals | None = None,
         vouchers: IAuthenticator | None = None,
+        radius: IAuthenticator | None = None,
     ) -> None:
-        # The voucher way in, when the portal may offer it (the voucher book's).
+        # The voucher and RADIUS ways in, when the portal may offer them (built outside the web).
         self._vouchers = vouchers
+        self._radius = radius
         # What the web refused (bodies, slow heads, guesses, ...): portald's
         # one count when given, else this web's own.
         self.refusals = refusals if refusals is not None else Refusals(reactor)
@@ -62,7 +64,7 @@ class PortalWeb:
             table,
             neighbours,
             reactor,
-            ways_for(config, vouchers),
+            ways_for(config, vouchers, radius),
             self.interception,
             replies,
             FormGuard(config, signer, replies, self.refusals),
@@ -102,7 +104,7 @@ class PortalWeb:
         theme = load_theme(config)
         self.interception.reconfigure(config, theme)
         self.portal.replies.theme = theme
-        self.portal.reconfigure(config, ways_for(config, self._vouchers))
+        self.portal.reconfigure(config, ways_for(config, self._vouchers, self._radius))
 
 
 class HTTPService(TCPServer):
@@ -184,11 +186,12 @@ def web_service(
     refusals: Refusals | None = None,
     learner: IPv6Learner | None = None,
     vouchers: IAuthenticator | None = None,
+    radius: IAuthenticator | None = None,
 ) -> HTTPService:
     """
     The web part on C{reactor} (its clock, and its TCP for the listener);
     the optional parts are those of L{PortalHooks}.
     """
     hooks = PortalHooks(usage, enforced, last_ending)
-    web = PortalWeb(config, table, neighbours, reactor, hooks, refusals, vouchers)
+    web = PortalWeb(config, table, neighbours, reactor, hooks, refusals, vouchers, radius)
     return HTTPService(web, config.http.port, str(config.http_listen), reactor, learner)  # type: ignore[arg-type]

@@ -195,7 +195,7 @@ class Login(FormTarget):
                 method=way.name,
                 user=result.user,
                 duration=result.duration if result.duration is not None else duration,
-                idle_timeout=idle_timeout,
+                idle_timeout=result.idle_timeout if result.idle_timeout is not None else idle_timeout,
                 quota_bytes=result.quota_bytes if result.quota_bytes is not None else quota,
                 rate_down=result.rate_down,
                 rate_up=result.rate_up,

@@ -4,7 +4,7 @@
 # (which fails the run under CI=true).
 set -eu
 
-packages="iproute2 nftables dnsmasq-base isc-dhcp-client dnsutils curl conntrack isc-dhcp-server kea-dhcp4-server procps iputils-ping chromium libnss3-tools"
+packages="iproute2 nftables dnsmasq-base isc-dhcp-client dnsutils curl conntrack isc-dhcp-server kea-dhcp4-server procps iputils-ping chromium libnss3-tools freeradius freeradius-utils"
 
 missing=""
 for package in $packages; do
