@@ -39,6 +39,10 @@ def _sign_reply() -> str:
     return "update reply {\n\t\tMessage-Authenticator := 0x00\n\t}"
 
 
+def _reject(message: str) -> str:
+    return f'update reply {{\n\t\t\tReply-Message := "{message}"\n\t\t}}' if message else ""
+
+
 def write_config(
     directory: Path,
     *,
@@ -48,6 +52,7 @@ def write_config(
     clients: Sequence[tuple[str, str]],
     users: str,
     sql: bool = False,
+    reject_message: str = "",
 ) -> Path:
     """Write a complete FreeRADIUS configuration in C{directory}; returns it."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -204,6 +209,7 @@ server default {{
 		{_sign_reply()}
 		Post-Auth-Type REJECT {{
 			{_sign_reply()}
+			{_reject(reject_message)}
 		}}
 	}}
 }}

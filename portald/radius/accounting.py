@@ -131,8 +131,11 @@ class RadiusAccounting(Service):
 
     def _schedule_interim(self, mac: str, grant: Grant) -> None:
         interval = self._interval(grant)
-        if interval:
-            self._interims[mac] = self._clock.callLater(interval, self._interim, mac, grant)
+        if interval and grant.started is not None:
+            # Every interval from the session's start, a restart in between or not.
+            since = max(0.0, self._clock.seconds() - grant.started)
+            wait = interval - since % interval
+            self._interims[mac] = self._clock.callLater(wait, self._interim, mac, grant)
 
     def _interim(self, mac: str, grant: Grant) -> None:
         self._interims.pop(mac, None)
