@@ -77,6 +77,12 @@ def write_config(
     sql_in = {"authorize": "", "accounting": "", "session": "", "post-auth": ""}
     if sql:
         database = directory / "radius.db"
+        # Debian's 3.2.1 SQLite queries check Simultaneous-Use against '%{SQL-Group}' (empty), so
+        # every second login passes: the verify query is mended here to name the user.
+        queries = SQL_QUERIES.read_text().replace(
+            "username = '%{${group_attribute}}'", "username = '%{SQL-User-Name}'"
+        )
+        (directory / "queries.conf").write_text(queries)
         sql_module = f"""
 	sql {{
 		dialect = "sqlite"
@@ -107,7 +113,7 @@ def write_config(
 		}}
 		client_table = "nas"
 		group_attribute = "SQL-Group"
-		$INCLUDE {SQL_QUERIES}
+		$INCLUDE {directory}/queries.conf
 	}}
 """
         sql_in = {"authorize": "sql", "accounting": "sql", "session": "sql", "post-auth": ""}
@@ -179,7 +185,7 @@ server default {{
 		port = {acct_port}
 	}}
 	authorize {{
-		{sql_in['authorize']}
+		{sql_in["authorize"]}
 		files
 		pap
 		# RFC 5997: answered, and signed (3.2.1 does not sign it by itself).
@@ -200,10 +206,10 @@ server default {{
 	}}
 	accounting {{
 		detail
-		{sql_in['accounting']}
+		{sql_in["accounting"]}
 	}}
 	session {{
-		{sql_in['session']}
+		{sql_in["session"]}
 	}}
 	post-auth {{
 		{_sign_reply()}

@@ -93,7 +93,7 @@ def test_an_access_request_carries_what_the_issue_lists_with_the_message_authent
     client = auth_client(clock)
     wire = connected(client)
     attempt(method(client))
-    (data, addr), = wire.sent
+    ((data, addr),) = wire.sent
     assert addr == SERVER
     assert data[20] == 80  # the first attribute
     request = decoded(data)
@@ -139,7 +139,9 @@ def test_a_reject_shows_its_reply_message() -> None:
     client = auth_client(clock)
     wire = connected(client)
     results = attempt(method(client), password="wrong")
-    client.datagramReceived(answer(wire.sent[0][0], radius.AccessReject, Reply_Message="Your plan has ended"), SERVER)
+    client.datagramReceived(
+        answer(wire.sent[0][0], radius.AccessReject, Reply_Message="Your plan has ended"), SERVER
+    )
     (result,) = results
     assert not result.ok and result.counts
     assert result.message == "Your plan has ended"
@@ -361,9 +363,7 @@ def test_a_disconnect_request_ends_the_session_and_its_stop_says_admin_reset(tmp
     assert gw.records()[-1]["Acct-Terminate-Cause"] == ["Admin-Reset"]
 
 
-@pytest.mark.parametrize(
-    "how", ["wrong secret", "unlisted address", "no message-authenticator"]
-)
+@pytest.mark.parametrize("how", ["wrong secret", "unlisted address", "no message-authenticator"])
 def test_a_request_not_from_a_client_with_its_secret_changes_nothing_and_is_not_answered(
     tmp_path: Path, how: str
 ) -> None:
@@ -413,6 +413,8 @@ def test_no_answer_fails_a_bare_request_with_no_answer() -> None:
     client = auth_client(clock, timeout=1.0, retries=0, give_up_after=1.0)
     connected(client)
     failures: list = []
-    client.request(lambda secret: radius.AuthPacket(secret=secret, dict=dictionary())).addErrback(failures.append)
+    client.request(lambda secret: radius.AuthPacket(secret=secret, dict=dictionary())).addErrback(
+        failures.append
+    )
     clock.advance(1.0)
     assert failures and failures[0].check(NoAnswer)

@@ -56,3 +56,15 @@ def lab(tmp_path: Path) -> Iterator[netlab.Lab]:
         yield the_lab
     finally:
         the_lab.cleanup()
+
+
+@pytest.fixture
+def second_lab(lab: netlab.Lab, tmp_path: Path) -> Iterator[netlab.Lab]:
+    """Another gateway's network beside C{lab}'s (its own prefix, its own namespaces)."""
+    directory = tmp_path / "second"
+    directory.mkdir()
+    other = netlab.Lab(directory)
+    try:
+        yield other
+    finally:
+        other.cleanup()

@@ -83,7 +83,16 @@ def test_radius_on_a_real_gateway(lab) -> None:
     files.mkdir()
     (files / "file.bin").write_bytes(bytes(FILE_SIZE))
     web = lab.internet().spawn(
-        [sys.executable, "-m", "http.server", str(FILES_PORT), "--bind", WEB_ADDRESS, "--directory", str(files)],
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(FILES_PORT),
+            "--bind",
+            WEB_ADDRESS,
+            "--directory",
+            str(files),
+        ],
         name="files",
     )
     wait_for(lambda: "Serving HTTP" in web.log(), 10, what="the file server")
@@ -164,8 +173,12 @@ def test_radius_on_a_real_gateway(lab) -> None:
     wait_for(lambda: status(bob, SITE) == "511", 10, what="bob to meet the portal again")
     wait_for(lambda: len(records(server, "bob")) == 2, 5, what="bob's Stop")
     assert records(server, "bob")[-1]["Acct-Terminate-Cause"] == "Admin-Reset"
-    unknown = radclient(lab, radius_dir, "disconnect", DAS_SECRET, 'User-Name = "nobody"\nMessage-Authenticator = 0x00\n')
-    assert "Disconnect-NAK" in unknown.stdout and "Session-Context-Not-Found" in unknown.stdout, unknown.stdout
+    unknown = radclient(
+        lab, radius_dir, "disconnect", DAS_SECRET, 'User-Name = "nobody"\nMessage-Authenticator = 0x00\n'
+    )
+    assert "Disconnect-NAK" in unknown.stdout and "Session-Context-Not-Found" in unknown.stdout, (
+        unknown.stdout
+    )
 
     # --- outage: FreeRADIUS down while alice is online, portald restarted meanwhile ---
     server.stop()
