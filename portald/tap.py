@@ -255,12 +255,14 @@ def radius_service(
     return RadiusService(config, reactor, table, usage)
 
 
-def leases_updated(firewall: IFirewall, neighbours: Neighbours) -> None:
-    """What the firewall does when the leases change."""
+def leases_updated(firewall: IFirewall, neighbours: Neighbours, radius: RadiusService | None = None) -> None:
+    """What the firewall (and RADIUS' MAC authentication) does when the leases change."""
     # A signed-in device whose lease moved is counted at its new address.
     firewall.addresses_changed(neighbours.ips_for)
     # Only the device an address was leased to may send from it.
     firewall.leases_changed(neighbours.snapshot())
+    if radius is not None and radius.mac_auth is not None:
+        radius.mac_auth.leases_changed(neighbours.snapshot())
 
 
 def reload_appliers(
@@ -368,6 +370,8 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         ledger,
         pools=book,
     )
+    # RADIUS when servers are configured: the way in, accounting, Disconnect and CoA.
+    radius = radius_service(config, reactor, table, ledger.usage)
     leases = LeaseWatcher(
         watched_files(config.leases.sources),
         neighbours,
@@ -376,7 +380,7 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         debounce=config.leases.debounce,
         poll_interval=config.leases.poll_interval,
         neighbour_fallback=config.leases.neighbour_fallback,
-        on_update=lambda leases: leases_updated(firewall, neighbours),
+        on_update=lambda leases: leases_updated(firewall, neighbours, radius),
         offload=reactor,  # type: ignore[arg-type]
     )
     # The metrics registry first: the forwarder observes into its histogram.
@@ -398,8 +402,6 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
         on_upstream_answer=upstream_seconds.observe if upstream_seconds is not None else None,
         learner=learner,
     )
-    # RADIUS when servers are configured: the way in, accounting, Disconnect and CoA.
-    radius = radius_service(config, reactor, table, ledger.usage)
     web = web_service(
         config,
         table,

@@ -418,3 +418,61 @@ def test_no_answer_fails_a_bare_request_with_no_answer() -> None:
     )
     clock.advance(1.0)
     assert failures and failures[0].check(NoAnswer)
+
+
+# --- MAC authentication ---
+
+
+def mac_auth(tmp_path: Path):
+    from portald.config import parse_config
+    from portald.radius.macauth import MacAuthentication
+
+    config = parse_config(
+        "portal: {address: 192.0.2.1, subnets: [192.0.2.0/24]}\n"
+        "leases: {sources: [{format: dnsmasq, path: /dev/null}]}\n"
+        "auth: {method: radius}\n"
+        "radius: {servers: [{address: 198.51.100.10, secret: s3cret}], mac_auth: {enabled: true}}\n"
+    )
+    clock = Clock()
+    table = AuthorizationTable(clock)
+    client = auth_client(clock)
+    wire = connected(client)
+    grants: dict[str, Grant] = {}
+    return (
+        MacAuthentication(client, NAS_, config, table, clock, grants.__setitem__),
+        table,
+        client,
+        wire,
+        grants,
+        clock,
+    )
+
+
+def test_a_device_the_aaa_knows_by_its_mac_is_let_in_without_the_portal(tmp_path: Path) -> None:
+    macs, table, client, wire, grants, _ = mac_auth(tmp_path)
+    macs.leases_changed({IP: MAC})
+    ((data, _),) = wire.sent
+    request = decoded(data)
+    assert request["User-Name"] == ["02-00-00-00-00-01"]
+    assert request.PwDecrypt(request["User-Password"][0]) == "02-00-00-00-00-01"
+    client.datagramReceived(answer(data, radius.AccessAccept, Session_Timeout=900), SERVER)
+    session = table.session(MAC)
+    assert session is not None and session.method == "radius-mac" and session.ip == IP
+    assert session.remaining(0) == 900
+    assert grants[MAC].session_id == request["Acct-Session-Id"][0]
+    macs.leases_changed({IP: MAC})
+    assert len(wire.sent) == 1  # signed in: not asked again
+
+
+def test_a_device_refused_by_its_mac_meets_the_portal_and_is_not_asked_again_for_a_while(
+    tmp_path: Path,
+) -> None:
+    macs, table, client, wire, _, clock = mac_auth(tmp_path)
+    macs.leases_changed({IP: MAC})
+    client.datagramReceived(answer(wire.sent[0][0], radius.AccessReject), SERVER)
+    assert not table.is_authorized(MAC)
+    macs.leases_changed({IP: MAC})
+    assert len(wire.sent) == 1
+    clock.advance(601)
+    macs.leases_changed({IP: MAC})
+    assert len(wire.sent) == 2

@@ -130,5 +130,7 @@ def test_the_admin_pages_certificate_answers_any_name_and_its_errors_name_admin_
         shown = handshake(tls.getContext(), name, trusted)
         assert not isinstance(shown, str), (name, shown)
     with pytest.raises(ConfigError) as raised:
-        load_certificate(AdminTLSSettings(certificate=tmp_path / "missing.pem", key=key), None, NOW, "admin.tls")
+        load_certificate(
+            AdminTLSSettings(certificate=tmp_path / "missing.pem", key=key), None, NOW, "admin.tls"
+        )
     assert raised.value.key == "admin.tls.certificate"

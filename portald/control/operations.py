@@ -228,7 +228,9 @@ class Operations:
             raise Refused(f"{session.mac}'s session has no end to move")
         now = self._clock.seconds()
         try:
-            changed = self._table.extend(session.mac, now + _positive(remaining, "remaining") - session.expires)
+            changed = self._table.extend(
+                session.mac, now + _positive(remaining, "remaining") - session.expires
+            )
         except JournalRefused as e:
             raise Refused(f"the session database did not record it: {e}", status=503) from None
         assert changed is not None

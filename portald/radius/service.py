@@ -21,6 +21,7 @@ from portald.control.operations import Operations
 from portald.radius.accounting import RADIUS_METHODS, RadiusAccounting
 from portald.radius.client import RadiusClient, Timing, listen
 from portald.radius.das import DynamicAuthorization
+from portald.radius.macauth import MacAuthentication
 from portald.radius.method import NAS, RadiusMethod
 from portald.radius.queue import AccountingQueue
 from portald.table import AuthorizationTable
@@ -80,6 +81,11 @@ class RadiusService(MultiService):
             )
             self.accounting.setServiceParent(self)
         self.method = RadiusMethod(self.auth, self.nas, settings, on_accept=self.queue.remember)
+        self.mac_auth: MacAuthentication | None = None
+        if settings.mac_auth.enabled:
+            self.mac_auth = MacAuthentication(
+                self.auth, self.nas, config, table, reactor, self.queue.remember
+            )
         self._das_settings = settings.das
         self._ports: list[IListeningPort] = []
 
@@ -110,6 +116,8 @@ class RadiusService(MultiService):
         for client in (self.auth, self.acct):
             self._ports.append(listen(self._reactor, client))  # type: ignore[arg-type]
         super().startService()
+        if self.mac_auth is not None:
+            self.mac_auth.ask_waiting()  # the devices the first leases listed
         if self.accounting is not None and not self._radius_online():
             # Nothing of this NAS is online: whatever the server holds open for it is over.
             self.accounting.nas_event("Accounting-On")

@@ -83,15 +83,11 @@ def load_certificate(
     try:
         chain = tuple(x509.load_pem_x509_certificates(chain_pem))
     except ValueError:
-        raise ConfigError(
-            f"{settings.certificate} holds no PEM certificate", key=certificate_key
-        ) from None
+        raise ConfigError(f"{settings.certificate} holds no PEM certificate", key=certificate_key) from None
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as e:
-        raise ConfigError(
-            f"{settings.key} holds no unencrypted PEM private key ({e})", key=key_key
-        ) from None
+        raise ConfigError(f"{settings.key} holds no unencrypted PEM private key ({e})", key=key_key) from None
     leaf = chain[0]
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     encoding = serialization.Encoding.DER

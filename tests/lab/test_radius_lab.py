@@ -45,6 +45,10 @@ alice Cleartext-Password := "wonderland"
 \tReply-Message = "Welcome, Alice"
 
 bob Cleartext-Password := "builder"
+
+# A device known by its MAC (MAC authentication): let in without the portal.
+02-00-00-00-00-03 Cleartext-Password := "02-00-00-00-00-03"
+\tSession-Timeout = 3600
 """
 
 
@@ -107,10 +111,10 @@ def test_radius_on_a_real_gateway(lab) -> None:
     )
     server = FreeRadius(radius_dir, lambda argv: lab.internet().spawn(argv, name="freeradius"))
     server.start()
-    phones = [lab.client(name) for name in ("c1", "c2")]
+    phones = [lab.client(name) for name in ("c1", "c2", "c3")]
     for phone in phones:
         phone.dhclient()
-    alice, bob = phones
+    alice, bob, known = phones
     settings = {
         "auth": {"methods": [{"method": "radius"}]},
         "sessions": {"sample_interval": "500ms"},
@@ -125,6 +129,7 @@ def test_radius_on_a_real_gateway(lab) -> None:
             "retries": 1,
             "give_up_after": "6s",
             "dead_time": "10m",
+            "mac_auth": {"enabled": True},
             "das": {
                 "listen": f"{GATEWAY_UPLINK_ADDRESS}:{DAS_PORT}",
                 "clients": [{"address": INTERNET_UPLINK_ADDRESS, "secret": DAS_SECRET}],
@@ -135,6 +140,11 @@ def test_radius_on_a_real_gateway(lab) -> None:
     wait_for_leases(*phones)
     wait_for_enforcement(lab)
     macs = [phone.mac("eth0") for phone in phones]
+
+    # --- MAC authentication: the known device is online without the portal ---
+    wait_for(lambda: macs[2] in authorized(lab), 10, what="the known device let in by its MAC")
+    assert status(known, SITE) == "200"
+    assert macs[0] not in authorized(lab) and macs[1] not in authorized(lab)
 
     # --- sign-in: the first server is dead, the second says no, then yes ---
     started = time.monotonic()
