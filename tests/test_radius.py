@@ -476,3 +476,30 @@ def test_a_device_refused_by_its_mac_meets_the_portal_and_is_not_asked_again_for
     clock.advance(601)
     macs.leases_changed({IP: MAC})
     assert len(wire.sent) == 2
+
+
+# --- configuration ---
+
+BASE = "portal: {address: 192.0.2.1, subnets: [192.0.2.0/24]}\nleases: {sources: [{format: dnsmasq, path: /dev/null}]}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("auth: {method: radius}\n", "radius.servers", "at least one server"),
+        ("radius: {servers: [{address: 198.51.100.10}]}\n", "radius.servers", "missing required key 'secret'"),
+        ("radius: {servers: [{address: 198.51.100.10, secret: s}], interim_interval: 30s}\n",
+         "radius.interim_interval", "at least 60s"),
+        ("radius: {servers: [{address: 198.51.100.10, secret: s}], das: {listen: 192.0.2.1, "
+         "clients: [{address: 198.51.100.10, secret: d}]}}\n", "radius.das.listen", "not the guests'"),
+        ("radius: {das: {listen: 198.51.100.1}}\n", "radius.das.clients", "at least one client"),
+    ],
+)  # fmt: skip
+def test_a_radius_setting_that_cannot_work_is_refused_naming_its_key(
+    text: str, key: str, expected: str
+) -> None:
+    from portald.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(BASE + text)
+    assert key in str(caught.value) and expected in str(caught.value)

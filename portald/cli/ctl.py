@@ -151,6 +151,19 @@ def show_status(status: dict[str, Any], now: float) -> str:
             f"reactor   last tick {reactor['lag_seconds'] * 1000:.1f} ms late, {count_text(reactor['stalls'], 'stall')}"
             " (ticks over 100 ms late) since start"
         )
+    radius = health.get("radius")
+    if radius is not None:
+        for server in radius.get("authentication", []):
+            lines.append(
+                f"radius    {server['server']}: {'alive' if server['alive'] else 'SKIPPED (did not answer)'},"
+                f" {server['answered']} answers, {server['timeouts']} timeouts"
+            )
+        accounting = radius.get("accounting")
+        if accounting is not None:
+            lines.append(
+                f"radius    accounting: {count_text(accounting['waiting'], 'record')} waiting,"
+                f" {accounting['sent']} sent, {accounting['dropped']} dropped"
+            )
     store = health.get("store")
     if store is not None:
         lines.append(

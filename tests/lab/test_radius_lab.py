@@ -26,7 +26,7 @@ from tests.freeradius import RADCLIENT, FreeRadius, write_config
 from tests.lab.daemon import start_portald
 from tests.lab.internet import WEB_ADDRESS, start_internet
 from tests.lab.netlab import GATEWAY_UPLINK_ADDRESS, INTERNET_UPLINK_ADDRESS, wait_for
-from tests.lab.test_control_lab import authorized
+from tests.lab.test_control_lab import authorized, ctl
 from tests.lab.test_enforcement import PORTAL, curl, form_token, status, wait_for_enforcement, wait_for_leases
 
 SITE = f"http://{WEB_ADDRESS}/"
@@ -211,4 +211,7 @@ def test_radius_on_a_real_gateway(lab) -> None:
     # Download is Output as the NAS sees it; within a packet or two of the kernel's count.
     assert abs(int(stop["Acct-Output-Octets"]) - downloaded) <= 3000, (stop, downloaded)
     assert int(records(server, "alice")[1]["Acct-Delay-Time"]) >= 1  # it waited for the server
+    shown = ctl(lab, portal, "status").stdout
+    assert f"radius    {INTERNET_UPLINK_ADDRESS}:{AUTH_PORT}: alive" in shown, shown
+    assert "radius    accounting: 0 records waiting" in shown, shown
     assert "Traceback" not in portal.log()
