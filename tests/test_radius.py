@@ -250,11 +250,14 @@ class Gateway:
         self.table.authorize(MAC, ip=IP, method="radius", user="alice", duration=3600)
 
     def records(self) -> list[radius.Packet]:
+        self.clock.advance(0)  # this turn's records, written and sent
         return [decoded(data) for data, _ in self.wire.sent]
 
     def acknowledge_all(self) -> None:
+        self.clock.advance(0)
         for data, addr in list(self.wire.sent):
             self.client.datagramReceived(answer(data, radius.AccountingResponse, sign=False), addr)
+        self.clock.advance(0)  # the acknowledged ones deleted
 
 
 def test_start_interim_and_stop_carry_the_octets_as_the_nas_sees_them(tmp_path: Path) -> None:

@@ -73,6 +73,9 @@ class RadiusAccounting(Service):
         self._sessions_on_the_way: set[str] = set()
         self._retry: IDelayedCall | None = None
         self._drain_waiters: list[Deferred[None]] = []
+        self._unwritten: list[tuple[str, float, str, dict[str, Any]]] = []
+        self._acknowledged_seqs: list[int] = []
+        self._write_soon: IDelayedCall | None = None
         self.sent = 0
         self.restored = 0
 
@@ -172,10 +175,23 @@ class RadiusAccounting(Service):
             })  # fmt: skip
         if cause is not None:
             attributes["Acct-Terminate-Cause"] = cause
-        if not self._queue.add(grant.session_id, now, kind, attributes):
-            log.warn(
-                "RADIUS accounting queue is full: an Interim-Update for {mac} was dropped", mac=session.mac
-            )
+        # Written together at the end of this turn of the reactor: one disk sync for
+        # a burst (10 000 Interim-Updates due at once held the reactor 526 ms, one sync each).
+        self._unwritten.append((grant.session_id, now, kind, attributes))
+        self._write_at_end_of_turn()
+
+    def _write_at_end_of_turn(self) -> None:
+        if self._write_soon is None:
+            self._write_soon = self._clock.callLater(0, self._write)
+
+    def _write(self) -> None:
+        self._write_soon = None
+        records, self._unwritten = self._unwritten, []
+        done, self._acknowledged_seqs = self._acknowledged_seqs, []
+        if records or done:
+            dropped = self._queue.add_many(records, done)
+            if dropped:
+                log.warn("RADIUS accounting queue is full: {count} Interim-Update(s) dropped", count=dropped)
         self.flush()
 
     def nas_event(self, kind: str) -> None:
@@ -191,7 +207,7 @@ class RadiusAccounting(Service):
         room = WINDOW - len(self._on_the_way)
         if room <= 0:
             return
-        for record in self._queue.oldest(room * 2, self._on_the_way):
+        for record in self._queue.oldest(room * 2, self._on_the_way | set(self._acknowledged_seqs)):
             if len(self._on_the_way) >= WINDOW:
                 break
             if record.session_id in self._sessions_on_the_way:
@@ -219,9 +235,10 @@ class RadiusAccounting(Service):
         self._settle(record)
         if reply.code != ACCOUNTING_RESPONSE:
             log.warn("RADIUS answered accounting with code {code}: record dropped", code=reply.code)
-        self._queue.done(record.seq)
+        # Deleted with this turn's other changes; until then it is not sent again (on its way).
+        self._acknowledged_seqs.append(record.seq)
         self.sent += 1
-        self.flush()
+        self._write_at_end_of_turn()
 
     def _unanswered(self, failure: Failure, record: Record) -> None:
         self._settle(record)
@@ -266,6 +283,13 @@ class RadiusAccounting(Service):
         self.flush()
 
     def stopService(self) -> Deferred[None]:
+        if self._write_soon is not None and self._write_soon.active():
+            self._write_soon.cancel()
+        self._write_soon = None
+        records, self._unwritten = self._unwritten, []
+        done, self._acknowledged_seqs = self._acknowledged_seqs, []
+        if records or done:
+            self._queue.add_many(records, done)
         super().stopService()
         for timer in self._interims.values():
             if timer.active():
@@ -278,7 +302,7 @@ class RadiusAccounting(Service):
 
     def health(self) -> dict[str, object]:
         return {
-            "waiting": self._queue.waiting(),
+            "waiting": self._queue.waiting() + len(self._unwritten),
             "sent": self.sent,
             "dropped": self._queue.dropped,
             "servers": self._client.health(),
