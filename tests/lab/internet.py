@@ -92,6 +92,31 @@ def start_internet(lab: Lab) -> Internet:
     return Internet(WEB_ADDRESS, DNS_ADDRESS, web, dns, cert)
 
 
+def serve_files(lab: Lab, files: dict[str, bytes], port: int) -> str:
+    """Serve C{files} (name -> content) from the internet's web address on C{port}; their base URL."""
+    directory = lab.tmp / f"files-{port}"
+    directory.mkdir()
+    for name, content in files.items():
+        (directory / name).write_bytes(content)
+    server = lab.internet().spawn(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            WEB_ADDRESS,
+            "--directory",
+            str(directory),
+        ],
+        name=f"files-{port}",
+    )
+    wait_for(lambda: "Serving HTTP" in server.log() or not server.running(), 10, what="the file server")
+    if not server.running():
+        raise LabError(f"the file server exited at start:\n{server.log()}")
+    return f"http://{WEB_ADDRESS}:{port}/"
+
+
 def _answers(lab: Lab, name: str) -> bool:
     result = lab.internet().run(
         ["dig", "+short", "+time=1", "+tries=1", f"@{DNS_ADDRESS}", name, "A"], check=False

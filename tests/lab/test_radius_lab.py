@@ -18,13 +18,12 @@ namespace, the gateway's portald its NAS:
 
 from __future__ import annotations
 
-import sys
 import time
 
 from portald.firewall.kernelstate import parse_kernel_state
 from tests.freeradius import RADCLIENT, FreeRadius, write_config
 from tests.lab.daemon import start_portald
-from tests.lab.internet import WEB_ADDRESS, start_internet
+from tests.lab.internet import WEB_ADDRESS, serve_files, start_internet
 from tests.lab.netlab import GATEWAY_UPLINK_ADDRESS, INTERNET_UPLINK_ADDRESS, wait_for
 from tests.lab.test_control_lab import authorized, ctl
 from tests.lab.test_enforcement import PORTAL, curl, form_token, status, wait_for_enforcement, wait_for_leases
@@ -83,23 +82,7 @@ def records(server: FreeRadius, user: str) -> list[dict[str, str]]:
 def test_radius_on_a_real_gateway(lab) -> None:
     dhcp = lab.dnsmasq_dhcp()
     net = start_internet(lab)
-    files = lab.tmp / "files"
-    files.mkdir()
-    (files / "file.bin").write_bytes(bytes(FILE_SIZE))
-    web = lab.internet().spawn(
-        [
-            sys.executable,
-            "-m",
-            "http.server",
-            str(FILES_PORT),
-            "--bind",
-            WEB_ADDRESS,
-            "--directory",
-            str(files),
-        ],
-        name="files",
-    )
-    wait_for(lambda: "Serving HTTP" in web.log(), 10, what="the file server")
+    serve_files(lab, {"file.bin": bytes(FILE_SIZE)}, FILES_PORT)
     radius_dir = write_config(
         lab.tmp / "freeradius",
         address=INTERNET_UPLINK_ADDRESS,

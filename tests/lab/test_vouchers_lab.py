@@ -13,11 +13,10 @@ the voucher made with portald-ctl and typed into the portal's form.
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 from tests.lab.daemon import start_portald
-from tests.lab.internet import WEB_ADDRESS, start_internet
+from tests.lab.internet import WEB_ADDRESS, serve_files, start_internet
 from tests.lab.netlab import wait_for
 from tests.lab.test_control_lab import authorized, ctl
 from tests.lab.test_enforcement import PORTAL, curl, form_token, status, wait_for_enforcement, wait_for_leases
@@ -48,23 +47,7 @@ def make_voucher(lab, portal, *args: str) -> str:
 def test_vouchers_on_a_real_gateway(lab) -> None:
     dhcp = lab.dnsmasq_dhcp()
     net = start_internet(lab)
-    files = lab.tmp / "files"
-    files.mkdir()
-    (files / "big.bin").write_bytes(bytes(BIG))
-    web = lab.internet().spawn(
-        [
-            sys.executable,
-            "-m",
-            "http.server",
-            str(FILES_PORT),
-            "--bind",
-            WEB_ADDRESS,
-            "--directory",
-            str(files),
-        ],
-        name="files",
-    )
-    wait_for(lambda: "Serving HTTP" in web.log(), 10, what="the file server")
+    serve_files(lab, {"big.bin": bytes(BIG)}, FILES_PORT)
     phones = [lab.client(name) for name in ("c1", "c2", "c3")]
     for phone in phones:
         phone.dhclient()
