@@ -159,9 +159,6 @@ class AccountingQueue:
         records = [Record(seq, sid, made, kind, json.loads(attrs_)) for seq, sid, made, kind, attrs_ in rows]
         return [r for r in records if r.seq not in skip][:limit]
 
-    def done(self, seq: int) -> None:
-        self._write("DELETE FROM records WHERE seq = ?", (seq,))
-
     def waiting(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM records").fetchone()[0])
 
