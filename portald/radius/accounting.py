@@ -85,14 +85,6 @@ class RadiusAccounting(Service):
         """An Access-Accept for C{mac}: what its session's records will carry."""
         self._queue.remember(mac, grant)
 
-    def session_of(self, mac: str) -> Grant | None:
-        grant = self._queue.grant(mac)
-        return grant if grant is not None and grant.started is not None else None
-
-    def sessions(self) -> dict[str, Grant]:
-        """Every session RADIUS accounts, by MAC (for Disconnect and CoA)."""
-        return {mac: g for mac, g in self._queue.grants().items() if g.started is not None}
-
     # --- IAuthorizationObserver ---
 
     def session_started(self, session: Session) -> None:

@@ -204,17 +204,14 @@ class RadiusClient(DatagramProtocol):
         ident = target.free_id()
         if ident is None:
             return
-        probe = status_server(target.secret, NAS_Identifier=self._nas_identifier)
+        probe = status_server(target.secret, {"NAS-Identifier": self._nas_identifier})
         probe.id = ident
-        target.in_flight[ident] = Pending(
-            lambda _secret: probe, Deferred(), self._clock.seconds(), target, probe
-        )
-        target.in_flight[ident].done.addCallback(lambda _: self._came_back(target))
-        target.in_flight[ident].done.addErrback(lambda _: None)
+        pending = Pending(lambda _secret: probe, Deferred(), self._clock.seconds(), target, probe)
+        pending.done.addCallbacks(lambda _: self._came_back(target), lambda _: None)
+        target.in_flight[ident] = pending
         self.transport.write(probe.RequestPacket(), (target.host, target.port))
         # An unanswered probe frees its id by the next one.
-        drop = self._clock.callLater(self._timing.timeout * 2, self._drop_probe, target, ident)
-        target.in_flight[ident].timer = drop
+        pending.timer = self._clock.callLater(self._timing.timeout * 2, self._drop_probe, target, ident)
         self._schedule_probe(target)
 
     def _drop_probe(self, target: Target, ident: int) -> None:

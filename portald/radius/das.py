@@ -130,7 +130,7 @@ class DynamicAuthorization(DatagramProtocol):
     def _authentic(self, request: radius.Packet) -> bool:
         if not request.VerifyCoARequest():
             return False
-        if MESSAGE_AUTHENTICATOR not in request.keys() and not request.message_authenticator:
+        if not request.message_authenticator:  # pyrad sets it when the packet has one
             return False
         try:
             return bool(request.verify_message_authenticator())

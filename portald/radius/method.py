@@ -131,18 +131,18 @@ def ask(
     session_id = new_session_id()
     framed_ip = ip if ipaddress.ip_address(ip).version == 4 else None
 
+    attributes = {
+        "User-Name": user,
+        "Service-Type": "Login-User",
+        "NAS-Port-Type": "Wireless-802.11",
+        "Calling-Station-Id": station_id(mac),
+        "Framed-IP-Address": framed_ip,
+        "Acct-Session-Id": session_id,
+        **nas.attributes(),
+    }
+
     def build(secret: bytes) -> radius.Packet:
-        return access_request(
-            secret,
-            User_Name=user,
-            password=password,
-            Service_Type="Login-User",
-            NAS_Port_Type="Wireless-802.11",
-            Calling_Station_Id=station_id(mac),
-            Framed_IP_Address=framed_ip,
-            Acct_Session_Id=session_id,
-            **{name.replace("-", "_"): value for name, value in nas.attributes().items()},
-        )
+        return access_request(secret, attributes, password)
 
     return session_id, client.request(build)
 

@@ -80,24 +80,8 @@ TERMINATE_CAUSES: Mapping[EndReason, str] = {
 }
 
 
-def access_request(secret: bytes, **attributes: Any) -> radius.AuthPacket:
-    """An Access-Request (or, with C{code}, a Status-Server) signed with a Message-Authenticator first."""
-    code = attributes.pop("code", ACCESS_REQUEST)
-    password = attributes.pop("password", None)
-    request = radius.AuthPacket(code=code, secret=secret, dict=dictionary())
-    # First, before any other attribute: BlastRADIUS (CVE-2024-3596).
-    request.add_message_authenticator()
-    for name, value in attributes.items():
-        if value is not None:
-            request[name.replace("_", "-")] = value
-    if password is not None:
-        request["User-Password"] = request.PwCrypt(password)
-    return request
-
-
-def accounting_request(secret: bytes, attributes: Mapping[str, Any]) -> radius.AcctPacket:
-    """An Accounting-Request with C{attributes}, signed with a Message-Authenticator too."""
-    request = radius.AcctPacket(secret=secret, dict=dictionary())
+def _signed(request: radius.Packet, attributes: Mapping[str, Any]) -> radius.Packet:
+    """C{request} with a Message-Authenticator first (BlastRADIUS, CVE-2024-3596), then C{attributes} (None: left out)."""
     request.add_message_authenticator()
     for name, value in attributes.items():
         if value is not None:
@@ -105,13 +89,21 @@ def accounting_request(secret: bytes, attributes: Mapping[str, Any]) -> radius.A
     return request
 
 
-def status_server(secret: bytes, **attributes: Any) -> radius.Packet:
-    """A Status-Server (RFC 5997): is this server alive?"""
-    request = radius.AcctPacket(code=STATUS_SERVER, secret=secret, dict=dictionary())
-    request.add_message_authenticator()
-    for name, value in attributes.items():
-        request[name.replace("_", "-")] = value
+def access_request(secret: bytes, attributes: Mapping[str, Any], password: str) -> radius.AuthPacket:
+    """An Access-Request with C{attributes} and C{password} (PAP), signed."""
+    request = _signed(radius.AuthPacket(secret=secret, dict=dictionary()), attributes)
+    request["User-Password"] = request.PwCrypt(password)
     return request
+
+
+def accounting_request(secret: bytes, attributes: Mapping[str, Any]) -> radius.AcctPacket:
+    """An Accounting-Request with C{attributes}, signed too."""
+    return _signed(radius.AcctPacket(secret=secret, dict=dictionary()), attributes)
+
+
+def status_server(secret: bytes, attributes: Mapping[str, Any]) -> radius.Packet:
+    """A Status-Server (RFC 5997): is this server alive?"""
+    return _signed(radius.AcctPacket(code=STATUS_SERVER, secret=secret, dict=dictionary()), attributes)
 
 
 def valid_reply(request: radius.Packet, data: bytes) -> radius.Packet | None:
