@@ -7,7 +7,7 @@ VENV_OK := $(VENV)/.venv-ok
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test unit lab lab-packages lint bench clean
+.PHONY: run test unit lab lab-packages lint bench clean deb
 
 # The virtual environment itself.  A venv that Debian's python3 made without
 # its python3-venv package has no pip: start again, and say what is missing.
@@ -54,6 +54,10 @@ lab: $(TEST_STAMP) lab-packages
 
 lab-packages:
 	@sh tests/lab/install-packages.sh
+
+# The Debian package, build/deb/portald_<version>_<arch>.deb (see packaging/README.md).
+deb:
+	@sh packaging/build-deb
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
