@@ -4,7 +4,7 @@
 # (which fails the run under CI=true).
 set -eu
 
-packages="iproute2 nftables dnsmasq-base isc-dhcp-client dnsutils curl conntrack isc-dhcp-server kea-dhcp4-server procps iputils-ping chromium libnss3-tools freeradius freeradius-utils"
+packages="iproute2 nftables dnsmasq-base isc-dhcp-client dnsutils curl conntrack isc-dhcp-server kea-dhcp4-server procps iputils-ping chromium libnss3-tools freeradius freeradius-utils mmdebstrap dh-virtualenv debhelper dpkg-dev python3-dev python3-venv build-essential lintian hostapd"
 
 missing=""
 for package in $packages; do

@@ -1,0 +1,186 @@
+"""
+The Debian package, as an operator gets it: ``make deb``, then installed
+into a fresh Debian 12 root (mmdebstrap) and used there.
+
+    install     dpkg -i: the user portald, the files and their modes, the
+                conffile, the units enabled; ``twistd portald --check`` on
+                the shipped configuration; ``portald-ctl --help``;
+                ``systemd-analyze verify`` on both units; lintian
+    remove      the environment gone, the configuration, state and user kept
+    purge       all of it gone
+    in the lab  the installed environment's portald runs in the gateway with
+                the unit's own command lines (ExecStartPre, then ExecStart),
+                as the user portald with the unit's capabilities only; a
+                guest signs in and is online; the package is upgraded (stop,
+                dpkg -i, start) and the guest is still online
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.debian_root import DebianRoot, as_unit_argv, build_deb, repack, unit_settings
+from tests.lab import netlab
+from tests.lab.daemon import READY, lab_config
+from tests.lab.guest import Guest
+from tests.lab.internet import start_internet
+from tests.lab.netlab import LabError, wait_for
+
+UNIT = "/lib/systemd/system/portald.service"
+BOOT_UNIT = "/lib/systemd/system/portald-firewall.service"
+VENV = "/opt/venvs/portald"
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory) -> Path:
+    reason = netlab.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return build_deb(tmp_path_factory.mktemp("deb"))
+
+
+@pytest.fixture
+def root(tmp_path: Path, deb: Path) -> Iterator[DebianRoot]:
+    debian = DebianRoot.unpack(tmp_path / "root")
+    try:
+        yield debian
+    finally:
+        shutil.rmtree(debian.path, ignore_errors=True)
+
+
+def test_lintian_finds_nothing_unexplained(deb: Path) -> None:
+    result = subprocess.run(["lintian", "--fail-on", "error,warning", str(deb)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")], result.stdout
+
+
+def test_install_check_remove_purge(root: DebianRoot, deb: Path) -> None:
+    root.run(["dpkg", "-i", root.copy_in(deb)])
+
+    # The system user and its group; nobody logs in as it.
+    user = root.run(["getent", "passwd", "portald"]).stdout.strip().split(":")
+    assert user[5] == "/var/lib/portald" and user[6] == "/usr/sbin/nologin", user
+    assert int(user[2]) < 1000, user
+    assert root.run(["getent", "group", "portald"]).returncode == 0
+
+    # The configuration: a conffile, readable by portald, not by everyone.
+    stat = root.run(["stat", "-c", "%U:%G %a", "/etc/portald/portald.yaml"]).stdout.split()
+    assert stat == ["root:portald", "640"], stat
+    conffiles = root.run(["dpkg-query", "-W", "-f", "${Conffiles}", "portald"]).stdout
+    assert "/etc/portald/portald.yaml" in conffiles
+    assert root.file("/usr/lib/sysctl.d/60-portald.conf").read_text().count("net.ipv4.ip_forward = 1") == 1
+    assert root.run(["readlink", "-f", "/usr/bin/portald-ctl"]).stdout.strip() == f"{VENV}/bin/portald-ctl"
+    for unit, target in (("portald", "multi-user"), ("portald-firewall", "sysinit")):
+        assert root.file(f"/etc/systemd/system/{target}.target.wants/{unit}.service").is_symlink(), unit
+    # The plugin cache is written at install: portald cannot write /opt.
+    assert list(root.file(VENV).glob("lib/python3*/site-packages/twisted/plugins/dropin.cache"))
+
+    # The shipped configuration is valid as it is; the commands answer.
+    root.run([f"{VENV}/bin/twistd", "portald", "--check", "--config", "/etc/portald/portald.yaml"])
+    assert "usage: portald-ctl" in root.run(["portald-ctl", "--help"]).stdout
+    verify = root.run(["systemd-analyze", "verify", UNIT, BOOT_UNIT], check=False)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+
+    # State portald made while it ran, and an operator's edit of the conffile.
+    root.run(["install", "-d", "-o", "portald", "-g", "portald", "-m", "0750", "/var/lib/portald"])
+    root.run(["install", "-o", "portald", "-g", "portald", "/dev/null", "/var/lib/portald/sessions.sqlite3"])
+    config = root.file("/etc/portald/portald.yaml")
+    config.write_text(config.read_text().replace("venue: Café Example", "venue: Hotel Lab"))
+
+    root.run(["dpkg", "--remove", "portald"])
+    assert not root.file(VENV).exists()
+    assert not root.file("/usr/bin/portald-ctl").exists()
+    assert "venue: Hotel Lab" in config.read_text()  # a conffile stays until purge
+    assert root.file("/var/lib/portald/sessions.sqlite3").exists()
+    assert root.run(["getent", "passwd", "portald"], check=False).returncode == 0
+
+    root.run(["dpkg", "--purge", "portald"])
+    assert not root.file("/etc/portald").exists()
+    assert not root.file("/var/lib/portald").exists()
+    assert root.run(["getent", "passwd", "portald"], check=False).returncode == 2
+    assert root.run(["getent", "group", "portald"], check=False).returncode == 2
+
+
+class PackagedPortald:
+    """The installed package's portald in the lab's gateway, as its unit runs it."""
+
+    def __init__(self, lab: netlab.Lab, root: DebianRoot) -> None:
+        self.lab = lab
+        self.root = root
+        self.process: netlab.Process | None = None
+        self.starts = 0
+        # The lab's files (the lease file) at /srv/lab inside the root.
+        lab.tmp.chmod(0o755)
+
+    def _argv(self, command: str) -> list[str]:
+        settings = unit_settings(self.root.file(UNIT))
+        return self.root.chroot_argv(as_unit_argv(settings, command), binds=[(self.lab.tmp, "/srv/lab")])
+
+    def start(self) -> None:
+        settings = unit_settings(self.root.file(UNIT))
+        # What systemd makes for the unit: StateDirectory and RuntimeDirectory.
+        for directory in ("/var/lib/portald", "/run/portald"):
+            self.root.run(["install", "-d", "-o", "portald", "-g", "portald", "-m", "0750", directory])
+        self.starts += 1
+        (before,) = settings["ExecStartPre"]
+        closing = self.lab.gateway().run(self._argv(before), check=False)
+        assert closing.returncode == 0, closing.stdout + closing.stderr
+        process = self.lab.gateway().spawn(self._argv(settings["ExecStart"][0]), name=f"packaged{self.starts}")
+        self.process = process
+        wait_for(lambda: READY in process.log() or not process.running(), 30, what="packaged portald to start")
+        if not process.running():
+            raise LabError(f"packaged portald exited at start:\n{process.log()}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+def test_the_packaged_portald_signs_a_guest_in_and_keeps_them_through_an_upgrade(
+    lab, root: DebianRoot, deb: Path, tmp_path: Path
+) -> None:
+    root.run(["dpkg", "-i", root.copy_in(deb)])
+    dhcp = lab.dnsmasq_dhcp()
+    net = start_internet(lab)
+    config = lab_config(lab, lease_file=Path("/srv/lab") / dhcp.lease_file.name, upstream=[net.dns], settings={})
+    # The package's own places: sessions in the StateDirectory, the control
+    # socket in the RuntimeDirectory.
+    config["state"] = {"database": "/var/lib/portald/sessions.sqlite3"}
+    config["control"] = {"socket": "/run/portald/control.sock"}
+    root.file("/etc/portald/portald.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+    portald = PackagedPortald(lab, root)
+    portald.start()
+    process = portald.process
+    assert process is not None
+    status = (Path("/proc") / str(process.pid) / "status").read_text()
+    # Running as portald (not root), with exactly the unit's two capabilities.
+    uid = root.run(["id", "-u", "portald"]).stdout.strip()
+    assert f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}" in status, status
+    assert "CapEff:\t0000000000001400" in status, status  # CAP_NET_BIND_SERVICE | CAP_NET_ADMIN
+    assert "NoNewPrivs:\t1" in status
+
+    guest = Guest(lab.client("c1"), "phone")
+    guest.join()
+    wait_for(lambda: "csrf" in guest.get("http://portal.example/", quiet=True).body, 10, what="the lease")
+    guest.assert_captive()
+    guest.sign_in(accept="yes")
+    guest.assert_online()
+
+    # An upgrade as the maintainer scripts do it: stop, replace, start.
+    portald.stop()
+    later = repack(deb, "0.1.0+1", tmp_path)
+    root.run(["dpkg", "-i", root.copy_in(later)])
+    assert root.run(["dpkg-query", "-W", "-f", "${Version}", "portald"]).stdout == "0.1.0+1"
+    assert "venue: Lab Café" in root.file("/etc/portald/portald.yaml").read_text()  # the operator's file kept
+    portald.start()
+    guest.assert_online()
+    portald.stop()
+    log = process.log() + (portald.process.log() if portald.process else "")
+    assert "Traceback" not in log, log
