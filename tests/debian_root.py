@@ -63,7 +63,9 @@ def repack(deb: Path, version: str, out: Path) -> Path:
     ]
     control.write_text("\n".join(lines) + "\n")
     built = out / f"portald_{version}.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(built)], check=True, capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-b", str(tree), str(built)], check=True, capture_output=True
+    )
     shutil.rmtree(tree)
     return built
 

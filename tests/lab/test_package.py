@@ -55,7 +55,9 @@ def root(tmp_path: Path, deb: Path) -> Iterator[DebianRoot]:
 
 
 def test_lintian_finds_nothing_unexplained(deb: Path) -> None:
-    result = subprocess.run(["lintian", "--fail-on", "error,warning", str(deb)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["lintian", "--fail-on", "error,warning", str(deb)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert not [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")], result.stdout
 
@@ -131,9 +133,13 @@ class PackagedPortald:
         (before,) = settings["ExecStartPre"]
         closing = self.lab.gateway().run(self._argv(before), check=False)
         assert closing.returncode == 0, closing.stdout + closing.stderr
-        process = self.lab.gateway().spawn(self._argv(settings["ExecStart"][0]), name=f"packaged{self.starts}")
+        process = self.lab.gateway().spawn(
+            self._argv(settings["ExecStart"][0]), name=f"packaged{self.starts}"
+        )
         self.process = process
-        wait_for(lambda: READY in process.log() or not process.running(), 30, what="packaged portald to start")
+        wait_for(
+            lambda: READY in process.log() or not process.running(), 30, what="packaged portald to start"
+        )
         if not process.running():
             raise LabError(f"packaged portald exited at start:\n{process.log()}")
 
@@ -148,12 +154,16 @@ def test_the_packaged_portald_signs_a_guest_in_and_keeps_them_through_an_upgrade
     root.run(["dpkg", "-i", root.copy_in(deb)])
     dhcp = lab.dnsmasq_dhcp()
     net = start_internet(lab)
-    config = lab_config(lab, lease_file=Path("/srv/lab") / dhcp.lease_file.name, upstream=[net.dns], settings={})
+    config = lab_config(
+        lab, lease_file=Path("/srv/lab") / dhcp.lease_file.name, upstream=[net.dns], settings={}
+    )
     # The package's own places: sessions in the StateDirectory, the control
     # socket in the RuntimeDirectory.
     config["state"] = {"database": "/var/lib/portald/sessions.sqlite3"}
     config["control"] = {"socket": "/run/portald/control.sock"}
-    root.file("/etc/portald/portald.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    root.file("/etc/portald/portald.yaml").write_text(
+        yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    )
 
     portald = PackagedPortald(lab, root)
     portald.start()
