@@ -26,8 +26,19 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).parent.parent
 ROOT_CACHE = Path(os.environ.get("PORTALD_ROOT_CACHE", "/var/cache/portald-tests"))
-# What portald's Depends pull in, and systemd for systemd-analyze.
-ROOT_PACKAGES = ("python3", "nftables", "conntrack", "iproute2", "adduser", "systemd", "procps")
+# What portald's Depends pull in, systemd for systemd-analyze, and what the
+# Raspberry Pi recipe installs (the root has no network of its own in the lab).
+ROOT_PACKAGES = (
+    "python3",
+    "nftables",
+    "conntrack",
+    "iproute2",
+    "adduser",
+    "systemd",
+    "procps",
+    "hostapd",
+    "dnsmasq",
+)
 SUITE = "bookworm"
 
 
@@ -113,13 +124,14 @@ class DebianRoot:
 
     def chroot_argv(self, argv: Sequence[str], *, binds: Sequence[tuple[Path, str]] = ()) -> list[str]:
         """
-        C{argv} in the root, in a mount namespace of its own with /proc, /dev
-        and C{binds} (host directory, path inside) mounted.  The last step
+        C{argv} in the root, in a mount namespace of its own with /proc, /dev,
+        /sys (the network namespace's interfaces) and C{binds} (host directory, path inside) mounted.  The last step
         execs, so the process's PID is C{argv}'s own.
         """
         mounts = [
             f"mount -t proc proc {shlex.quote(str(self.file('/proc')))}",
             f"mount --rbind /dev {shlex.quote(str(self.file('/dev')))}",
+            f"mount --rbind /sys {shlex.quote(str(self.file('/sys')))}",
         ]
         for host, inside in binds:
             target = self.file(inside)
@@ -129,11 +141,15 @@ class DebianRoot:
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
 
     def run(
-        self, argv: Sequence[str], *, check: bool = True, timeout: float = 300
+        self, argv: Sequence[str], *, check: bool = True, timeout: float = 300, netns: str | None = None
     ) -> subprocess.CompletedProcess:
-        """Run C{argv} in the root with systemd's clean environment; a CompletedProcess (text)."""
+        """
+        Run C{argv} in the root with systemd's clean environment (in network
+        namespace C{netns} if given); a CompletedProcess (text).
+        """
+        inside = self.chroot_argv(["env", "-i", *CLEAN_ENVIRONMENT, *argv])
         result = subprocess.run(
-            self.chroot_argv(["env", "-i", *CLEAN_ENVIRONMENT, *argv]),
+            ["ip", "netns", "exec", netns, *inside] if netns else inside,
             capture_output=True,
             text=True,
             timeout=timeout,

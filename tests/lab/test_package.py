@@ -194,3 +194,48 @@ def test_the_packaged_portald_signs_a_guest_in_and_keeps_them_through_an_upgrade
     portald.stop()
     log = process.log() + (portald.process.log() if portald.process else "")
     assert "Traceback" not in log, log
+
+
+RECIPE = Path(__file__).parent.parent.parent / "packaging" / "raspberry-pi" / "setup-hotspot"
+HOTSPOT_UNITS = ("portald-lan", "portald-nat", "hostapd@portald", "dnsmasq", "portald")
+
+
+def test_the_recipe_on_a_fresh_debian_installs_the_package_and_enables_the_hotspot(
+    lab, root: DebianRoot, deb: Path
+) -> None:
+    lab.internet()  # the gateway's uplink, "wan"; its bridge "lan" stands for wlan0
+    package = root.copy_in(deb)
+    script = root.copy_in(RECIPE)
+    arguments = ["--lan", "lan", "--uplink", "wan", "--ssid", "Lab Guest", "--country", "GB",
+                 "--upstream", "198.51.100.53"]  # fmt: skip
+
+    def hotspot(*extra: str) -> subprocess.CompletedProcess:
+        return root.run(["sh", script, *extra], check=False, netns=lab.gateway().name)
+
+    done = hotspot("--deb", package, *arguments)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert root.run(["dpkg-query", "-W", "-f", "${Status}", "portald"]).stdout == "install ok installed"
+    wants = root.file("/etc/systemd/system/multi-user.target.wants")
+    for unit in HOTSPOT_UNITS:
+        assert (wants / f"{unit}.service").is_symlink(), unit
+    assert "interface=lan" in root.file("/etc/dnsmasq.d/portald.conf").read_text()
+    stat = root.run(["stat", "-c", "%U:%G %a", "/etc/portald/portald.yaml"]).stdout.split()
+    assert stat == ["root:portald", "640"], stat
+    # The units the recipe wrote are valid systemd units.
+    verify = root.run(
+        ["systemd-analyze", "verify", "/etc/systemd/system/portald-lan.service",
+         "/etc/systemd/system/portald-nat.service"],
+        check=False,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    again = hotspot("--deb", package, *arguments)
+    assert again.returncode == 0 and "setup-hotspot: nothing changed" in again.stdout, again.stdout
+    assert "wrote " not in again.stdout
+
+    removed = hotspot("--remove")
+    assert removed.returncode == 0, removed.stderr
+    for unit in HOTSPOT_UNITS[:3]:
+        assert not (wants / f"{unit}.service").is_symlink(), unit
+    assert not root.file("/etc/dnsmasq.d/portald.conf").exists()
+    assert "interface: wlan0" in root.file("/etc/portald/portald.yaml").read_text()
