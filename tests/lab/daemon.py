@@ -67,12 +67,13 @@ class Portald:
         self.process: Process | None = None
         self._starts = 0
 
+    def command(self) -> list[str]:
+        """The daemon's command line."""
+        return [str(TWISTD), "--nodaemon", "--pidfile=", "portald", "--config", str(self.config_path)]
+
     def start(self, timeout: float = 20.0) -> None:
         self._starts += 1
-        process = self.lab.gateway().spawn(
-            [str(TWISTD), "--nodaemon", "--pidfile=", "portald", "--config", str(self.config_path)],
-            name=f"portald{self._starts}",
-        )
+        process = self.lab.gateway().spawn(self.command(), name=f"portald{self._starts}")
         self.process = process
         wait_for(lambda: READY in process.log() or not process.running(), timeout, what="portald to start")
         if not process.running():

@@ -27,10 +27,10 @@ import yaml
 
 from tests.debian_root import DebianRoot, as_unit_argv, build_deb, repack, unit_settings
 from tests.lab import netlab
-from tests.lab.daemon import READY, lab_config
+from tests.lab.daemon import Portald, lab_config
 from tests.lab.guest import Guest
 from tests.lab.internet import start_internet
-from tests.lab.netlab import LabError, wait_for
+from tests.lab.netlab import wait_for
 
 UNIT = "/lib/systemd/system/portald.service"
 BOOT_UNIT = "/lib/systemd/system/portald-firewall.service"
@@ -109,43 +109,32 @@ def test_install_check_remove_purge(root: DebianRoot, deb: Path) -> None:
     assert root.run(["getent", "group", "portald"], check=False).returncode == 2
 
 
-class PackagedPortald:
+class PackagedPortald(Portald):
     """The installed package's portald in the lab's gateway, as its unit runs it."""
 
     def __init__(self, lab: netlab.Lab, root: DebianRoot) -> None:
-        self.lab = lab
+        super().__init__(lab, root.file("/etc/portald/portald.yaml"))
         self.root = root
-        self.process: netlab.Process | None = None
-        self.starts = 0
+        self.settings = unit_settings(root.file(UNIT))
         # The lab's files (the lease file) at /srv/lab inside the root.
         lab.tmp.chmod(0o755)
 
-    def _argv(self, command: str) -> list[str]:
-        settings = unit_settings(self.root.file(UNIT))
-        return self.root.chroot_argv(as_unit_argv(settings, command), binds=[(self.lab.tmp, "/srv/lab")])
+    def _as_unit(self, command: str) -> list[str]:
+        return self.root.chroot_argv(as_unit_argv(self.settings, command), binds=[(self.lab.tmp, "/srv/lab")])
 
-    def start(self) -> None:
-        settings = unit_settings(self.root.file(UNIT))
-        # What systemd makes for the unit: StateDirectory and RuntimeDirectory.
+    def command(self) -> list[str]:
+        (start,) = self.settings["ExecStart"]
+        return self._as_unit(start)
+
+    def start(self, timeout: float = 30.0) -> None:
+        # What systemd makes for the unit (StateDirectory, RuntimeDirectory),
+        # then ExecStartPre, then ExecStart.
         for directory in ("/var/lib/portald", "/run/portald"):
             self.root.run(["install", "-d", "-o", "portald", "-g", "portald", "-m", "0750", directory])
-        self.starts += 1
-        (before,) = settings["ExecStartPre"]
-        closing = self.lab.gateway().run(self._argv(before), check=False)
+        (before,) = self.settings["ExecStartPre"]
+        closing = self.lab.gateway().run(self._as_unit(before), check=False)
         assert closing.returncode == 0, closing.stdout + closing.stderr
-        process = self.lab.gateway().spawn(
-            self._argv(settings["ExecStart"][0]), name=f"packaged{self.starts}"
-        )
-        self.process = process
-        wait_for(
-            lambda: READY in process.log() or not process.running(), 30, what="packaged portald to start"
-        )
-        if not process.running():
-            raise LabError(f"packaged portald exited at start:\n{process.log()}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
+        super().start(timeout)
 
 
 def test_the_packaged_portald_signs_a_guest_in_and_keeps_them_through_an_upgrade(
