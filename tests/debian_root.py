@@ -184,12 +184,8 @@ def as_unit_argv(settings: dict[str, list[str]], command: str) -> list[str]:
     user and group, its ambient capabilities and bounding set only, no new
     privileges, systemd's clean environment.
     """
-    capabilities = ",".join(
-        "+" + name.lower().removeprefix("cap_") for name in settings["AmbientCapabilities"][0].split()
-    )
-    bounding = ",".join(
-        "+" + name.lower().removeprefix("cap_") for name in settings["CapabilityBoundingSet"][0].split()
-    )
+    capabilities = _setpriv_capabilities(settings["AmbientCapabilities"][0])
+    bounding = _setpriv_capabilities(settings["CapabilityBoundingSet"][0])
     user, group = settings["User"][0], settings["Group"][0]
     return [
         "setpriv",
@@ -206,3 +202,8 @@ def as_unit_argv(settings: dict[str, list[str]], command: str) -> list[str]:
         *CLEAN_ENVIRONMENT,
         *shlex.split(command),
     ]
+
+
+def _setpriv_capabilities(unit_value: str) -> str:
+    """systemd's "CAP_NET_ADMIN CAP_NET_BIND_SERVICE" as setpriv's "+net_admin,+net_bind_service"."""
+    return ",".join("+" + name.lower().removeprefix("cap_") for name in unit_value.split())

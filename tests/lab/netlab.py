@@ -288,6 +288,8 @@ class Client(Namespace):
         self.hostname = hostname
         self.resolv_conf = NETNS_ETC / self.name / "resolv.conf"
         self.dhclient_process: Process | None = None
+        # The options dhclient asks for (a test adds e.g. "default-url", option 114).
+        self.requested_options = ["subnet-mask", "broadcast-address", "routers", "domain-name-servers"]
 
     def _dhclient_files(self) -> list[str]:
         tmp = self.lab.tmp
@@ -295,8 +297,7 @@ class Client(Namespace):
         if not config.exists():
             # Not /etc/dhcp/dhclient.conf: a host name of our choosing, the options we use.
             config.write_text(
-                f'send host-name "{self.hostname}";\n'
-                "request subnet-mask, broadcast-address, routers, domain-name-servers;\n"
+                f'send host-name "{self.hostname}";\nrequest {", ".join(self.requested_options)};\n'
             )
         return [
             "-cf",

@@ -68,10 +68,7 @@ def test_a_phone_finds_the_api_in_its_lease_and_follows_it(lab) -> None:
     dhcp = lab.dnsmasq_dhcp(extra=[f"--conf-file={snippet}"])
 
     # dhclient asks for option 114 (its name: default-url) and writes it in its lease.
-    (lab.tmp / "c1-dhclient.conf").write_text(
-        f'send host-name "{phone.hostname}";\n'
-        "request subnet-mask, broadcast-address, routers, domain-name-servers, default-url;\n"
-    )
+    phone.requested_options.append("default-url")
     phone.dhclient()
     wait_for_leases(phone)
     wait_for_enforcement(lab)

@@ -168,10 +168,7 @@ def test_the_recipe_s_dnsmasq_portald_and_nat_let_a_phone_in(lab) -> None:
     portald.start()
 
     phone = lab.client("c1")
-    (lab.tmp / "c1-dhclient.conf").write_text(
-        f'send host-name "{phone.hostname}";\n'
-        "request subnet-mask, broadcast-address, routers, domain-name-servers, default-url;\n"
-    )
+    phone.requested_options.append("default-url")
     guest = Guest(phone, "phone")
     address = guest.join()
     assert 10 <= int(address.split(".")[-1]) <= 254
