@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from portald.leases.dnsmasq import parse_dnsmasq
 from portald.leases.formats import PARSERS
+from portald.leases.incremental import INCREMENTAL_PARSERS
 from portald.leases.isc import parse_isc_dhcpd
 from portald.leases.kea import parse_kea
 from portald.leases.model import Lease
@@ -389,3 +390,81 @@ def test_isc_text_is_tokenized_in_pieces_exactly_as_whole() -> None:
         pieces = isc._pieces(sample)
         assert len(pieces) > 1 and "".join(pieces) == sample
         assert [t for p in pieces for t in isc._TOKEN.findall(p)] == isc._TOKEN.findall(sample)
+
+
+# --- reading again at the cost of what changed (the fast path) ------------------------
+
+
+def _journal_of(name: str, count: int, released: int) -> str:
+    """A journal as each server would grow it: grants, then releases appended."""
+    if name == "isc-dhcpd":
+        grant = "lease 192.0.2.{n} {{\n  binding state active;\n  ends never;\n  hardware ethernet 02:00:00:00:00:{n:02x};\n}}\n"
+        release = (
+            "lease 192.0.2.{n} {{\n  binding state free;\n  hardware ethernet 02:00:00:00:00:{n:02x};\n}}\n"
+        )
+        head = "# comment\nauthoring-byte-order little-endian;\n"
+    elif name == "kea":
+        grant = "192.0.2.{n},02:00:00:00:00:{n:02x},,3600,4294967295,1,0,0,h{n},0,\n"
+        release = "192.0.2.{n},02:00:00:00:00:{n:02x},,0,0,1,0,0,h{n},0,\n"
+        head = KEA_REAL.splitlines(keepends=True)[0]
+    else:
+        grant = "0 02:00:00:00:00:{n:02x} 192.0.2.{n} h{n} *\n"
+        release = ""
+        head = ""
+    return (
+        head
+        + "".join(grant.format(n=n) for n in range(1, count + 1))
+        + "".join(release.format(n=n) for n in range(1, released + 1))
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(st.one_of(st.text(max_size=40), lease_like), min_size=1, max_size=6),
+    grow=st.booleans(),
+    now=st.sampled_from([NOW, 0.0]),
+)
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_reading_again_says_what_a_first_read_says(
+    name: str, texts: list[str], grow: bool, now: float
+) -> None:
+    """
+    Whatever a file's texts one after another (grown by appends, as journals
+    are, or anything at all), each read of the remembering parser is the pure
+    parser's read of the same text.
+    """
+    parser = INCREMENTAL_PARSERS[name]()
+    text = ""
+    for part in texts:
+        text = text + part if grow else part
+        assert parser(text, now) == PARSERS[name](text, now)
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_reading_again_after_appends_rewrites_and_cuts(name: str) -> None:
+    parser = INCREMENTAL_PARSERS[name]()
+    full = _journal_of(name, 200, 50)
+    # Appends in uneven steps (some mid-record), a rewrite shorter than before,
+    # garbage before the old cut, then growing again.
+    versions = [full[:n] for n in range(0, len(full), 997)] + [full]
+    versions += [
+        full[: len(full) // 3],
+        "x" + full[1:],
+        full,
+        full + full[:500],
+        full + "lease 192.0.2.9 {\n",
+    ]
+    for text in versions:
+        assert parser(text, NOW) == PARSERS[name](text, NOW)
+
+
+def test_isc_read_again_reads_only_what_was_appended() -> None:
+    parser = INCREMENTAL_PARSERS["isc-dhcpd"]()
+    text = _journal_of("isc-dhcpd", 250, 0)
+    parser(text, NOW)
+    read: list[str] = []
+    real = parser._read_journal
+    parser._read_journal = lambda part, context: read.append(part) or real(part, context)
+    appended = "lease 192.0.2.7 {\n  binding state free;\n  hardware ethernet 02:00:00:00:00:07;\n}\n"
+    assert len(parser(text + appended, NOW).leases) == 249
+    assert "".join(read) == appended

@@ -10,12 +10,20 @@ from __future__ import annotations
 from portald.addresses import InvalidMAC, normalise_mac
 from portald.leases.model import Lease, ParseProblem, ParseResult, active_leases, lease_ip
 
+# What one IPv4 line says: its lease, a problem (the message), or nothing.
+LineOutcome = Lease | str | None
 
-def parse_dnsmasq(text: str, now: float) -> ParseResult:
+
+def parse_dnsmasq(text: str, now: float, memo: dict[str, LineOutcome] | None = None) -> ParseResult:
     """
     dnsmasq's lease file (``--dhcp-leasefile``): one lease per line, written
     whole by dnsmasq on every change (truncate and rewrite in place).
+
+    With C{memo} (what each line of an earlier read said), lines read before
+    are not parsed again; C{memo} is made to hold this text's lines only.
     """
+    known = memo if memo is not None else {}
+    seen: dict[str, LineOutcome] = {}
     leases: dict[str, Lease | None] = {}
     problems: list[ParseProblem] = []
     lines = text.split("\n")
@@ -23,37 +31,55 @@ def parse_dnsmasq(text: str, now: float) -> ParseResult:
     truncated = lines[-1] != ""
     ipv6 = False
     for number, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields:
+        if ipv6:
+            # From a duid line on, the leases of a dual-stack dnsmasq are IPv6.
             continue
-        if fields[0] == "duid":
-            # From here on, the leases of a dual-stack dnsmasq are IPv6.
-            ipv6 = True
+        outcome = known.get(line, _UNKNOWN)
+        if outcome is _UNKNOWN:
+            if line.split()[:1] == ["duid"]:
+                ipv6 = True
+                continue
+            outcome = _dnsmasq_line(line)
+        seen[line] = outcome
+        if outcome is None:
             continue
-        if len(fields) < 4:
-            problems.append(ParseProblem(number, f"expected 'expiry mac ip hostname client-id': {line!r}"))
+        if isinstance(outcome, str):
+            problems.append(ParseProblem(number, outcome))
             continue
-        expiry_text, mac_text, ip_text, hostname = fields[:4]
-        if ipv6 or ":" in ip_text:
-            # IPv6 leases (IAID in the MAC's place) are not part of the IPv4 map.
-            continue
-        try:
-            expiry = float(int(expiry_text))
-            if expiry < 0:
-                raise ValueError
-        except (ValueError, OverflowError):
-            problems.append(ParseProblem(number, f"bad expiry time {expiry_text!r}"))
-            continue
-        try:
-            ip = lease_ip(ip_text)
-        except ValueError:
-            problems.append(ParseProblem(number, f"bad IPv4 address {ip_text!r}"))
-            continue
-        try:
-            mac = normalise_mac(mac_text)
-        except InvalidMAC:
-            # dnsmasq writes "<type>-<address>" for non-Ethernet hardware.
-            problems.append(ParseProblem(number, f"not an Ethernet MAC address: {mac_text!r}"))
-            continue
-        leases[ip] = Lease(ip, mac, None if hostname == "*" else hostname, None if expiry == 0 else expiry)
+        leases[outcome.ip] = outcome
+    if memo is not None:
+        memo.clear()
+        memo.update(seen)
     return ParseResult(active_leases(leases, now), tuple(problems), truncated)
+
+
+_UNKNOWN = object()
+
+
+def _dnsmasq_line(line: str) -> LineOutcome:
+    """What one line (not a duid line, not after one) says."""
+    fields = line.split()
+    if not fields:
+        return None
+    if len(fields) < 4:
+        return f"expected 'expiry mac ip hostname client-id': {line!r}"
+    expiry_text, mac_text, ip_text, hostname = fields[:4]
+    if ":" in ip_text:
+        # IPv6 leases (IAID in the MAC's place) are not part of the IPv4 map.
+        return None
+    try:
+        expiry = float(int(expiry_text))
+        if expiry < 0:
+            raise ValueError
+    except (ValueError, OverflowError):
+        return f"bad expiry time {expiry_text!r}"
+    try:
+        ip = lease_ip(ip_text)
+    except ValueError:
+        return f"bad IPv4 address {ip_text!r}"
+    try:
+        mac = normalise_mac(mac_text)
+    except InvalidMAC:
+        # dnsmasq writes "<type>-<address>" for non-Ethernet hardware.
+        return f"not an Ethernet MAC address: {mac_text!r}"
+    return Lease(ip, mac, None if hostname == "*" else hostname, None if expiry == 0 else expiry)

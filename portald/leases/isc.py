@@ -13,7 +13,7 @@ import re
 import time
 
 from portald.addresses import normalise_mac
-from portald.leases.model import Lease, ParseProblem, ParseResult, active_leases, lease_ip
+from portald.leases.model import Journal, Lease, ParseProblem, ParseResult, lease_ip
 
 # A token: a quoted string, a brace or semicolon, a word, a comment, or a
 # lone quote (a string the text ends inside).  findall skips the whitespace.
@@ -196,6 +196,16 @@ def parse_isc_dhcpd(text: str, now: float) -> ParseResult:
     ISC dhcpd's ``dhcpd.leases``: a journal of ``lease`` blocks (and other
     declarations, skipped); for each address the last block wins.
     """
+    return read_isc_journal(text).result(now)
+
+
+def isc_cut(text: str) -> int:
+    """Where C{text} may be cut for reading on later: after its last block's closing line (0: nowhere)."""
+    return text.rfind("\n}\n") + 3 if "\n}\n" in text else 0
+
+
+def read_isc_journal(text: str, context: object = None) -> Journal:
+    """What C{text} says, address by address; it reads on at top level, which needs no C{context}."""
     # (token index, message): lines are worked out at the end, if needed.
     problems: list[tuple[int, str]] = []
     tokens, open_string = _tokens(text)
@@ -250,4 +260,4 @@ def parse_isc_dhcpd(text: str, now: float) -> ParseResult:
         problems.append((len(tokens) - 1, "the file ends inside a declaration"))
     lines = _token_lines(text) if problems else []
     reported = tuple(ParseProblem(lines[i] if 0 <= i < len(lines) else 1, message) for i, message in problems)
-    return ParseResult(active_leases(latest, now), reported, truncated)
+    return Journal(latest, reported, truncated)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from portald.addresses import InvalidMAC, normalise_mac
-from portald.leases.model import Lease, ParseProblem, ParseResult, active_leases, lease_ip
+from portald.leases.model import Journal, Lease, ParseProblem, ParseResult, lease_ip
 
 _KEA_REQUIRED = ("address", "hwaddr", "expire", "valid_lifetime")
 # Lease states: 0 default (in use), 1 declined, 2 expired-reclaimed, and
@@ -31,12 +31,25 @@ def parse_kea(text: str, now: float) -> ParseResult:
     per lease change; the last row of an address wins.  A row with
     valid_lifetime 0 records a deleted (released) lease.
     """
+    return read_kea_journal(text).result(now)
+
+
+def kea_cut(text: str) -> int:
+    """Where C{text} may be cut for reading on later: after its last whole row (0: nowhere)."""
+    return text.rfind("\n") + 1
+
+
+def read_kea_journal(text: str, context: object = None) -> Journal:
+    """
+    What C{text} says, address by address; C{context} is the columns of the
+    header that came before it (a L{Journal}'s own C{context}), if any.
+    """
     problems: list[ParseProblem] = []
     lines = text.split("\n")
     truncated = lines[-1] != ""
     if truncated:
         lines = lines[:-1]
-    columns: dict[str, int] | None = None
+    columns: dict[str, int] | None = context  # type: ignore[assignment]
     latest: dict[str, Lease | None] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -53,7 +66,7 @@ def parse_kea(text: str, now: float) -> ParseResult:
                 problems.append(
                     ParseProblem(number, f"not a Kea lease4.csv header (no {', '.join(missing)})")
                 )
-                return ParseResult((), tuple(problems), truncated)
+                return Journal({}, tuple(problems), truncated, void=True)
             columns = {name: position for position, name in enumerate(names)}
             continue
         if len(fields) < len(columns):
@@ -84,8 +97,9 @@ def parse_kea(text: str, now: float) -> ParseResult:
             continue
         latest[ip] = Lease(ip, mac, field("hostname") or None, expires)
     if columns is None and text.strip():
-        problems.append(ParseProblem(1, "no header line"))
-    return ParseResult(active_leases(latest, now), tuple(problems), truncated)
+        # Only a row cut short has text, and it is no header: its line.
+        problems.append(ParseProblem(len(lines) + 1, "no header line"))
+    return Journal(latest, tuple(problems), truncated, columns)
 
 
 def kea_earlier_files(path: Path) -> list[Path]:

@@ -61,6 +61,39 @@ class ParseResult:
     truncated: bool = False
 
 
+@attrs.frozen
+class Journal:
+    """
+    What a journal's text says before a clock is applied: each address's last
+    word (None: no longer leased), the problems, whether it ends mid-record,
+    and what reading on after its end needs (C{context}: Kea's columns).  A
+    C{void} journal is unusable as a whole (Kea: a bad header), whatever it
+    held before.  L{then} joins two journals read one after the other, which
+    is what lets a file that only grows be read from where it was last cut.
+    """
+
+    latest: Mapping[str, Lease | None]
+    problems: tuple[ParseProblem, ...] = ()
+    truncated: bool = False
+    context: object = None
+    void: bool = False
+
+    def result(self, now: float) -> ParseResult:
+        leases = () if self.void else active_leases(self.latest, now)
+        return ParseResult(leases, self.problems, self.truncated)
+
+    def then(self, later: Journal, lines: int) -> Journal:
+        """This journal followed by C{later}, whose text starts after this one's C{lines} lines."""
+        shifted = tuple(ParseProblem(problem.line + lines, problem.message) for problem in later.problems)
+        return Journal(
+            {**self.latest, **later.latest},
+            self.problems + shifted,
+            later.truncated,
+            later.context,
+            later.void,
+        )
+
+
 def lease_ip(text: str) -> str:
     """An IPv4 address as leases are keyed by it (L{ValueError} if it is none)."""
     return normalise_ip(str(ipaddress.IPv4Address(text)))

@@ -26,7 +26,8 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 from portald.leases import LOG_NAMESPACE
-from portald.leases.formats import EARLIER_FILES, PARSERS, Parser, no_earlier_files
+from portald.leases.formats import EARLIER_FILES, Parser, no_earlier_files
+from portald.leases.incremental import INCREMENTAL_PARSERS
 from portald.leases.model import Lease, ParseProblem, ParseResult
 from portald.leases.timers import Debounce
 from portald.threads import Offload
@@ -211,8 +212,9 @@ class LeaseSource:
         offload: Offload | None = None,
     ) -> None:
         self.watched = watched
-        # An attribute, not a lookup per read: tests put a failing parser here.
-        self.parse: Parser = PARSERS[watched.format]
+        # This file's own parser, which remembers its last read to read on
+        # from it; an attribute, because tests put a failing parser here.
+        self.parse: Parser = INCREMENTAL_PARSERS[watched.format]()
         self.state = SourceState()
         # When the file was last read whole (for portald-ctl status).
         self.last_read: float | None = None
