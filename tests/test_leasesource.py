@@ -470,3 +470,11 @@ def test_an_offloaded_read_of_a_missing_file_waits_for_it() -> None:
     clock.advance(DEBOUNCE)
     elsewhere.run_one()
     assert source.state.missing and changes == []
+
+
+def test_big_files_are_decoded_in_pieces_exactly_as_whole() -> None:
+    from portald.leases.source import DECODE_PIECE, decoded
+
+    # A two-byte character across each piece boundary, and a bad byte.
+    data = ("a" * (DECODE_PIECE - 1) + "é" + "b" * (DECODE_PIECE - 2) + "€").encode() * 3 + b"\xff end"
+    assert decoded(data) == data.decode("utf-8", errors="replace")

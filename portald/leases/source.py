@@ -14,6 +14,7 @@ have shown, as a value that only its transitions replace.
 
 from __future__ import annotations
 
+import codecs
 import enum
 import os
 from collections.abc import Callable
@@ -88,6 +89,24 @@ def signature(path: Path) -> Signature | None:
     return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
+# Decoded at a time: one decode holds the interpreter lock for all of its
+# bytes, and a 6 MB journal read in a thread would stall the reactor for it.
+DECODE_PIECE = 256 * 1024
+
+
+def decoded(data: bytes) -> str:
+    """C{data} as UTF-8 (bad bytes replaced), decoded a piece at a time."""
+    if len(data) <= DECODE_PIECE:
+        return data.decode("utf-8", errors="replace")
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    view = memoryview(data)
+    parts = [
+        decoder.decode(view[start : start + DECODE_PIECE]) for start in range(0, len(data), DECODE_PIECE)
+    ]
+    parts.append(decoder.decode(b"", final=True))
+    return "".join(parts)
+
+
 def read_file_text(watched: WatchedFile) -> FileText:
     """
     The file's text, after that of the files its server reads before it
@@ -101,7 +120,7 @@ def read_file_text(watched: WatchedFile) -> FileText:
     files = []
     for earlier in EARLIER_FILES.get(watched.format, no_earlier_files)(path):
         try:
-            text = earlier.read_bytes().decode("utf-8", errors="replace")
+            text = decoded(earlier.read_bytes())
         except OSError:
             continue  # absent between the server's renames: the usual case
         if text and not text.endswith("\n"):
@@ -109,7 +128,7 @@ def read_file_text(watched: WatchedFile) -> FileText:
         parts.append(text)
         files.append((earlier, text.count("\n")))
     earlier_text = "".join(parts)
-    text = earlier_text + data.decode("utf-8", errors="replace")
+    text = earlier_text + decoded(data)
     files.append((path, text.count("\n", len(earlier_text)) + 1))
     return FileText(text, tuple(files), before)
 

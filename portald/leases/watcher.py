@@ -175,7 +175,8 @@ class LeaseWatcher(Service):
         merged: dict[str, Lease] = {}
         for source in self._sources:
             for lease in source.leases:
-                if not lease.active(now):
+                # Lease.active, inlined: this runs for every lease on every change.
+                if lease.expires is not None and lease.expires <= now:
                     continue
                 other = merged.get(lease.ip)
                 # Two servers claim one IP: the lease that lasts longer wins.
@@ -205,6 +206,8 @@ class LeaseWatcher(Service):
     def _log_changes(self, old: Mapping[str, Lease], new: Mapping[str, Lease], now: float) -> None:
         for ip, lease in new.items():
             previous = old.get(ip)
+            if previous is lease:
+                continue  # the same lease as read before (the parsers keep them)
             if previous is None or previous.mac != lease.mac or previous.hostname != lease.hostname:
                 log.info(
                     "lease {ip} -> {mac}{name}",
