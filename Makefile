@@ -62,7 +62,13 @@ deb:
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-bench: $(TEST_STAMP)
+# The benches draw their curves with matplotlib (bench/soak): only for them.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml $(TEST_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)
 	@test -d bench && for script in bench/*; do [ -x "$$script" ] && [ -f "$$script" ] && PATH="$(abspath $(BIN)):$$PATH" "$$script"; done; true
 
 clean:
