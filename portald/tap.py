@@ -53,7 +53,6 @@ from portald.vouchers.method import VoucherMethod
 from portald.vouchers.sheet import Slip
 from portald.web.service import HTTPService, https_listeners, ipv6_listener, web_service
 from portald.web.theme import load_theme
-from portald.web.tls import PortalTLS, load_certificate
 from portald.welcome import WelcomeService
 
 if TYPE_CHECKING:
@@ -132,6 +131,8 @@ class Options(usage.Options):
             self.config: Config = load_config(self["config"])
             load_theme(self.config)  # a broken template is the file's error too
             now = datetime.datetime.now(datetime.UTC)
+            if self.config.http.tls is not None or self.config.admin.tls is not None:
+                from portald.web.tls import load_certificate
             if self.config.http.tls is not None:
                 # So is a certificate that cannot serve portal.hostname now.
                 load_certificate(self.config.http.tls, self.config.portal.hostname, now)
@@ -459,7 +460,11 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     if web6 is not None:
         services.append(web6)
     # HTTPS for the portal's own name; the certificate is checked here, before anything listens.
-    tls = PortalTLS(config.http.tls, config.portal.hostname, reactor) if config.http.tls is not None else None
+    tls = None
+    if config.http.tls is not None:
+        from portald.web.tls import PortalTLS
+
+        tls = PortalTLS(config.http.tls, config.portal.hostname, reactor)
     if tls is not None:
         services.append(tls)
         services.extend(https_listeners(config, web, tls, reactor, learner))  # type: ignore[arg-type]
@@ -529,7 +534,22 @@ def build_service(config: Config, reactor: PortalReactor) -> PortalService:
     )
 
 
+def leave_tls_unloaded(config: Config) -> None:
+    """
+    With nothing served over TLS, run Twisted as where pyOpenSSL is not
+    installed (TLS is an optional extra of Twisted's): its reactor then does
+    not load pyOpenSSL and cryptography, 18 MB of RSS, nearly a third of the
+    daemon's, on a Pi that never uses them.  Only before the reactor's first
+    import (twistd's case); with TLS configured, nothing changes.
+    """
+    if config.http.tls is None and config.admin.tls is None and "twisted.internet.reactor" not in sys.modules:
+        # A None entry makes "import OpenSSL" fail, and every Twisted module
+        # that tries it goes on without TLS.
+        sys.modules.setdefault("OpenSSL", None)  # type: ignore[arg-type]
+
+
 def makeService(options: Options) -> MultiService:
+    leave_tls_unloaded(options.config)
     from twisted.internet import reactor
 
     # Room for every connection the limits allow, before any listener opens.

@@ -13,7 +13,6 @@ from portald.admin.site import AdminParts, AdminSite, Verify
 from portald.admin.staff import StaffSessions
 from portald.config import Config
 from portald.threads import in_thread_pool
-from portald.web.tls import PortalTLS
 
 log = Logger()
 
@@ -46,6 +45,8 @@ class AdminService(MultiService):
         listener: IService
         if settings.tls is not None:
             # Raises the keyed ConfigError at start: no admin page with a broken certificate.
+            from portald.web.tls import PortalTLS  # pyOpenSSL only where TLS is on
+
             tls = PortalTLS(settings.tls, None, reactor, section="admin.tls")
             tls.setServiceParent(self)
             listener = SSLServer(listen.port, web, tls, interface=str(listen.host), reactor=reactor)

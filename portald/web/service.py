@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import SSLServer, TCPServer
 from twisted.internet.defer import Deferred
@@ -26,8 +26,11 @@ from portald.web.portal import NO_HOOKS, LastEnding, Portal, PortalHooks, Usage
 from portald.web.replies import Replies
 from portald.web.root import PortalRoot
 from portald.web.theme import load_theme
-from portald.web.tls import PortalTLS
 from portald.web.tokens import Signer
+
+if TYPE_CHECKING:
+    # Imported where TLS is on only: it brings pyOpenSSL (portald.tap.leave_tls_unloaded).
+    from portald.web.tls import PortalTLS
 
 log = Logger()
 
