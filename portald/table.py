@@ -13,11 +13,12 @@ import enum
 from collections.abc import Iterable, Iterator
 
 import attrs
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from portald.addresses import normalise_mac
+from portald.deadlines import Deadlines
 
 log = Logger()
 
@@ -168,8 +169,8 @@ class AuthorizationTable:
     """
     MAC -> L{Session}: the single source of truth about who may pass.
 
-    Expiry is scheduled on the injected clock, one call per session, cancelled
-    and rescheduled whenever the session changes.
+    Expiry is scheduled on the injected clock (L{Deadlines}: one call for the
+    soonest), set again whenever the session changes.
     """
 
     def __init__(
@@ -183,7 +184,8 @@ class AuthorizationTable:
         self._sessions: dict[str, Session] = {}
         # The always-allowed list: configured and staff's (restored from the store).
         self._allowed: dict[str, AllowedDevice] = {device.mac: device for device in allowed}
-        self._expiry_calls: dict[str, IDelayedCall] = {}
+        # Each session's end, on one timer for the soonest.
+        self._expiries = Deadlines(clock, self._expire)
         self._observers: list[IAuthorizationObserver] = []
 
     # --- observers ---
@@ -397,14 +399,10 @@ class AuthorizationTable:
         self._cancel_expiry(session.mac)
         self._sessions[session.mac] = session
         if session.expires is not None:
-            delay = max(0.0, session.expires - self._clock.seconds())
-            self._expiry_calls[session.mac] = self._clock.callLater(delay, self._expire, session.mac)
+            self._expiries.set(session.mac, session.expires)
 
     def _cancel_expiry(self, mac: str) -> None:
-        call = self._expiry_calls.pop(mac, None)
-        if call is not None and call.active():
-            call.cancel()
+        self._expiries.cancel(mac)
 
     def _expire(self, mac: str) -> None:
-        self._expiry_calls.pop(mac, None)
         self.deauthorize(mac, EndReason.EXPIRED)
