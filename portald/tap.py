@@ -226,8 +226,11 @@ def firewall_for(config: Config, table: AuthorizationTable, reactor: PortalReact
     if config.firewall.backend == "nftables":
         from portald.firewall.nftables import NftablesFirewall
         from portald.firewall.process import SpawnedProcessRunner
+        from portald.threads import in_thread_pool
 
-        return NftablesFirewall(config, table, reactor, SpawnedProcessRunner(reactor))
+        return NftablesFirewall(
+            config, table, reactor, SpawnedProcessRunner(reactor), offload=in_thread_pool(reactor)
+        )
     from portald.firewall.none import NoFirewall
 
     return NoFirewall()
