@@ -49,7 +49,7 @@ def _compact(document: dict[str, Any]) -> Any:
     """
     json.loads' object_hook: each element and counter becomes a small value as
     soon as it is decoded, so the listing of 50 000 sessions never exists as
-    three dicts per element (115 MB at its peak, 52 MB this way, and 2.5x faster).
+    three dicts per element (at 50 000 sessions: a 115 MB peak, 51 MB this way, and 1.6x faster).
     """
     if len(document) == 2 and "packets" in document and "bytes" in document:
         return Counter(int(document["packets"]), int(document["bytes"]))

@@ -7,6 +7,8 @@ a ``duid`` line starts the IPv6 leases of a dual-stack server.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from portald.addresses import InvalidMAC, normalise_mac
 from portald.leases.model import Lease, ParseProblem, ParseResult, active_leases, lease_ip
 
@@ -14,15 +16,22 @@ from portald.leases.model import Lease, ParseProblem, ParseResult, active_leases
 LineOutcome = Lease | str | None
 
 
-def parse_dnsmasq(text: str, now: float, memo: dict[str, LineOutcome] | None = None) -> ParseResult:
+def parse_dnsmasq(text: str, now: float) -> ParseResult:
     """
     dnsmasq's lease file (``--dhcp-leasefile``): one lease per line, written
     whole by dnsmasq on every change (truncate and rewrite in place).
-
-    With C{memo} (what each line of an earlier read said), lines read before
-    are not parsed again; C{memo} is made to hold this text's lines only.
     """
-    known = memo if memo is not None else {}
+    return parse_dnsmasq_remembering(text, now, {})[0]
+
+
+def parse_dnsmasq_remembering(
+    text: str, now: float, known: Mapping[str, LineOutcome]
+) -> tuple[ParseResult, dict[str, LineOutcome]]:
+    """
+    L{parse_dnsmasq}, where the lines in C{known} (what each line of an
+    earlier read said) are not parsed again; also returns what this text's
+    lines say, for the next read.
+    """
     seen: dict[str, LineOutcome] = {}
     leases: dict[str, Lease | None] = {}
     problems: list[ParseProblem] = []
@@ -47,10 +56,7 @@ def parse_dnsmasq(text: str, now: float, memo: dict[str, LineOutcome] | None = N
             problems.append(ParseProblem(number, outcome))
             continue
         leases[outcome.ip] = outcome
-    if memo is not None:
-        memo.clear()
-        memo.update(seen)
-    return ParseResult(active_leases(leases, now), tuple(problems), truncated)
+    return ParseResult(active_leases(leases, now), tuple(problems), truncated), seen
 
 
 _UNKNOWN = object()

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import attrs
 
-from portald.leases.dnsmasq import LineOutcome, parse_dnsmasq
+from portald.leases.dnsmasq import LineOutcome, parse_dnsmasq_remembering
 from portald.leases.isc import isc_cut, read_isc_journal
 from portald.leases.kea import kea_cut, read_kea_journal
 from portald.leases.model import Journal, ParseResult
@@ -42,9 +42,7 @@ class LineMemoParser:
         self._memo: dict[str, LineOutcome] = {}
 
     def __call__(self, text: str, now: float) -> ParseResult:
-        memo = dict(self._memo)
-        result = parse_dnsmasq(text, now, memo)
-        self._memo = memo
+        result, self._memo = parse_dnsmasq_remembering(text, now, self._memo)
         return result
 
 

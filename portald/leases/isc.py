@@ -201,7 +201,8 @@ def parse_isc_dhcpd(text: str, now: float) -> ParseResult:
 
 def isc_cut(text: str) -> int:
     """Where C{text} may be cut for reading on later: after its last block's closing line (0: nowhere)."""
-    return text.rfind("\n}\n") + 3 if "\n}\n" in text else 0
+    end = text.rfind("\n}\n")
+    return end + 3 if end >= 0 else 0
 
 
 def read_isc_journal(text: str, context: object = None) -> Journal:
