@@ -32,8 +32,8 @@ class Neighbours:
         # are looked at again (the whole map took milliseconds with thousands).
         changed = [ip for ip, mac in new.items() if old.get(ip) != mac]
         changed += [ip for ip in old if ip not in new]
-        mac_by_ip_now = dict(self._mac_by_ip)
-        ips_by_mac = self._ips_by_mac.copy()
+        # In place: everything runs on the reactor, so no lookup comes between.
+        mac_by_ip_now, ips_by_mac = self._mac_by_ip, self._ips_by_mac
         for ip in changed:
             was = mac_by_ip_now.pop(ip, None)
             now = new.get(ip, self._learned.get(ip))
@@ -46,9 +46,6 @@ class Neighbours:
             if now is not None:
                 mac_by_ip_now[ip] = now
                 ips_by_mac[now] = ips_by_mac.get(now, frozenset()) | {ip}
-        # Swapped in whole: a lookup never sees half of an update.
-        self._mac_by_ip = mac_by_ip_now
-        self._ips_by_mac = ips_by_mac
 
     def learn6(self, mac_by_ip6: Mapping[str, str]) -> None:
         """Make C{mac_by_ip6} the IPv6 addresses learned from the kernel (a lease wins over it)."""

@@ -87,11 +87,9 @@ class ResumingParser:
                 checkpoint.lines + rest.count("\n", 0, cut),
                 checkpoint.journal.then(whole, checkpoint.lines),
             )
-            self._checkpoint = checkpoint
             rest = rest[cut:]
-        else:
-            # Nothing to read on from: the remembered start is kept.
-            self._checkpoint = checkpoint
+        # Where the next read may go on from (the start, if nothing was whole).
+        self._checkpoint = checkpoint
         return checkpoint.journal.then(
             self._read_journal(rest, checkpoint.journal.context), checkpoint.lines
         ).result(now)
