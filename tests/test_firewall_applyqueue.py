@@ -158,6 +158,32 @@ def test_changes_before_the_first_load_are_superseded_by_it() -> None:
     assert h.work.running().changes == ("during the load",)
 
 
+def test_a_due_whole_load_supersedes_changes_until_it_has_made_its_table() -> None:
+    h = Harness()
+    assert h.queue.next_load_supersedes  # before start: the first run is a whole load
+    h.queue.start()
+    h.clock.advance(0)
+    assert h.queue.next_load_supersedes  # reading the kernel: the load is not made yet
+    h.work.running().result.callback(None)
+    assert not h.queue.next_load_supersedes  # the load is made: later changes need their batch
+    h.work.running().result.callback(FAILED)
+    assert h.queue.next_load_supersedes  # it failed: the retry is a whole load, made afresh
+    h.clock.advance(h.delays()[0])
+    h.work.running().result.callback(None)
+    h.work.running().result.callback(OK)
+    assert not h.queue.next_load_supersedes
+    h.queue.add("a")
+    h.clock.advance(0)
+    h.queue.rebuild()  # asked for while a batch runs: the load after it is not made yet
+    assert h.queue.next_load_supersedes
+    h.work.running().result.callback(OK)
+    h.clock.advance(0)
+    h.work.running().result.callback(None)
+    assert not h.queue.next_load_supersedes
+    h.work.running().result.callback(OK)
+    assert not h.queue.next_load_supersedes
+
+
 def test_a_failed_batch_is_retried_first_with_a_growing_capped_delay() -> None:
     h = Harness(first_retry=1, longest_retry=3, rebuild_after_failures=100)
     h.loaded()

@@ -357,6 +357,27 @@ def test_changes_before_the_first_load_are_part_of_it() -> None:
     assert MAC2 in batch.text and MAC1 not in batch.text
 
 
+def test_changes_the_first_load_will_read_from_the_table_carry_no_commands() -> None:
+    h = Harness()
+    for n in range(100):  # restored at start, before the first load is made
+        h.authorize(f"02:00:00:00:01:{n:02x}", f"192.0.2.{100 + n}")
+    h.table.deauthorize(MAC1, EndReason.LOGOUT)  # not signed in: nothing
+    assert h.firewall.queue.pending == ()
+    h.firewall.startService()
+    h.clock.advance(0)
+    h.authorize(MAC1, "192.0.2.10")
+    h.table.deauthorize(MAC1, EndReason.LOGOUT)  # while the old table is read
+    # Only what the load cannot do from the table: flushing the address's
+    # connections (intercepted before the sign-in, open at the sign-out).
+    assert [(c.lines, c.flush) for c in h.firewall.queue.pending] == [((), ("192.0.2.10",))] * 2
+    h.only_nft().finish(1)  # no old table
+    load = h.only_nft()
+    assert "02:00:00:00:01:63" in load.text and MAC1 not in load.text
+    load.finish(0)
+    h.clock.advance(0)
+    assert [i.args for i in h.conntrack_running()] == [("-D", "-s", "192.0.2.10")]
+
+
 def test_extension_moves_only_the_timeout() -> None:
     h = Harness()
     h.started()

@@ -180,6 +180,8 @@ class ApplyQueue(Generic[C]):
         self._timer: IDelayedCall | None = None
         self._pending: list[C] = []
         self._rebuild_due = True
+        # The whole load in progress has made its table (from the table as it was then).
+        self._load_made = False
         self._failures_in_a_row = 0
         self._run_started = 0.0
         # Waiters for "my change is in the kernel": (changes queued when it
@@ -250,6 +252,20 @@ class ApplyQueue(Generic[C]):
         self._pending.clear()
 
     @property
+    def pending(self) -> tuple[C, ...]:
+        """The changes waiting for the next run, in order."""
+        return tuple(self._pending)
+
+    @property
+    def next_load_supersedes(self) -> bool:
+        """
+        A whole load is due and has not made its table yet: it will write
+        what a change made now says, read from the authorization table
+        itself, so the change's commands would go unread.
+        """
+        return self._rebuild_due and not self._load_made
+
+    @property
     def _busy(self) -> bool:
         return self.state in (QueueState.RUNNING, QueueState.STOPPING)
 
@@ -281,6 +297,7 @@ class ApplyQueue(Generic[C]):
     def _load(self, before: Any) -> Deferred[None]:
         # The load is made now, after the read: it supersedes every change queued so far.
         attempt = self._take(whole=True)
+        self._load_made = True
         return self._work.load_table(before).addCallback(self._ran, attempt)
 
     def _take(self, whole: bool) -> Attempt[C]:
@@ -330,6 +347,7 @@ class ApplyQueue(Generic[C]):
     def _end_run(self, retry: bool) -> None:
         """The run ended: go on with the queue, now or after a backoff delay (unless stopping)."""
         self._move(Event.ENDED)
+        self._load_made = False
         waiters, self._run_ended_waiters = self._run_ended_waiters, []
         for waiter in waiters:
             waiter.callback(None)

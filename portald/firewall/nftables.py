@@ -182,40 +182,53 @@ class NftablesFirewall(Service):
 
     def session_started(self, session: Session) -> None:
         sign_in = self._counters.signed_in(session)
-        lines = ruleset.forget_counter(self.plan, sign_in.forget) if sign_in.forget is not None else []
-        lines += ruleset.grant(self.plan, session.mac, sign_in.counted, self._timeout(session))
+
+        def lines() -> list[str]:
+            forget = ruleset.forget_counter(self.plan, sign_in.forget) if sign_in.forget is not None else []
+            return forget + ruleset.grant(self.plan, session.mac, sign_in.counted, self._timeout(session))
+
         # A new login's connections were intercepted before it: flush them.
         # A session restored at start (older than this run) keeps its own.
         is_new = self._started_at is not None and session.started >= self._started_at
         flush = (session.ip,) if sign_in.counted is not None and is_new else ()
-        self.queue.add(_Change(tuple(lines), flush))
+        self._change(lines, flush)
 
     def session_extended(self, session: Session) -> None:
         self._counters.extended(session)
-        self.queue.add(_Change(tuple(ruleset.extend(self.plan, session.mac, self._timeout(session)))))
+        self._change(lambda: ruleset.extend(self.plan, session.mac, self._timeout(session)))
 
     def session_ended(self, session: Session, reason: EndReason) -> None:
         sign_out = self._counters.signed_out(session)
         # An address that another signed-in device has now keeps its counter
         # and connections.  Flushing after the revoke makes this device's
         # open connections fail at once (reset by the portal), not hang.
-        lines = ruleset.revoke(self.plan, session.mac, sign_out.counter)
         flush = (sign_out.address,) if sign_out.counter is not None else ()
-        self.queue.add(_Change(tuple(lines), flush, (session.mac,)))
+        self._change(lambda: ruleset.revoke(self.plan, session.mac, sign_out.counter), flush, (session.mac,))
 
     def _timeout(self, session: Session) -> float | None:
         return session.remaining(self._clock.seconds())
+
+    def _change(
+        self, lines: Callable[[], Iterable[str]], flush: tuple[str, ...] = (), devices: tuple[str, ...] = ()
+    ) -> None:
+        """Queue C{lines()}, unless the whole load that is due will write the same from the table."""
+        # At start, 50 000 restored sessions' commands (80 MB, held until the
+        # load) would otherwise be made only to be dropped, and the long-lived
+        # objects made between them would pin that memory's arenas for good.
+        commands = () if self.queue.next_load_supersedes else tuple(lines())
+        if commands or flush or devices:
+            self.queue.add(_Change(commands, flush, devices))
 
     # --- IAllowListObserver ---
 
     def allowed_changed(self, mac: str, allowed: bool) -> None:
         if allowed:
-            self.queue.add(_Change(tuple(ruleset.allow(self.plan, mac))))
+            self._change(lambda: ruleset.allow(self.plan, mac))
             return
         # Its open connections end with its pass, unless it is signed in.
         signed_in = self._table.is_authorized(mac)
         flush = () if signed_in else tuple(ip for ip, owner in self._leased.items() if owner == mac)
-        self.queue.add(_Change(tuple(ruleset.disallow(self.plan, mac)), flush))
+        self._change(lambda: ruleset.disallow(self.plan, mac), flush)
 
     # --- devices that move ---
 
