@@ -200,7 +200,9 @@ def test_connections_are_flushed_only_after_the_authorization_is_in_the_kernel()
     assert h.conntrack_running() == []
     batch.finish(0)
     flush = h.conntrack_running()
-    assert [(i.executable, i.args) for i in flush] == [(CONNTRACK, ("-D", "-s", "192.0.2.10"))]
+    # Only what was redirected to portald: a connection opened since the
+    # grant already goes out, and is not cut.
+    assert [(i.executable, i.args) for i in flush] == [(CONNTRACK, ("-D", "-s", "192.0.2.10", "--dst-nat"))]
     # conntrack says 1 when there was nothing to flush: not a failure.
     flush[0].finish(1, stderr=b"conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n")
     assert h.firewall.stats.conntrack_failures == 0
@@ -286,7 +288,7 @@ def test_failure_is_logged_with_nfts_message_counted_and_retried_with_backoff() 
     h.clock.advance(0.01)
     h.only_nft().finish(0)
     assert h.firewall.stats.failures == 2 and h.firewall.stats.batches == 1
-    assert sorted(i.args[-1] for i in h.conntrack_running()) == ["192.0.2.10", "192.0.2.20"]
+    assert sorted(i.args[2] for i in h.conntrack_running()) == ["192.0.2.10", "192.0.2.20"]
     # Success resets the backoff.
     h.authorize(MAC3, "192.0.2.30")
     h.clock.advance(0)
@@ -327,7 +329,7 @@ def test_repeated_failures_rebuild_the_whole_table() -> None:
     assert load.text.startswith("table inet portald {}\ndelete table inet portald\n")
     assert MAC1 in load.text
     load.finish(0)
-    assert [i.args for i in h.conntrack_running()] == [("-D", "-s", "192.0.2.10")]
+    assert [i.args for i in h.conntrack_running()] == [("-D", "-s", "192.0.2.10", "--dst-nat")]
     assert h.firewall.stats.reloads == 2
 
 
@@ -368,13 +370,17 @@ def test_changes_the_first_load_will_read_from_the_table_carry_no_commands() -> 
     h.authorize(MAC1, "192.0.2.10")
     h.table.deauthorize(MAC1, EndReason.LOGOUT)  # while the old table is read
     # Only what the load cannot do from the table: flushing the address's
-    # connections (intercepted before the sign-in, open at the sign-out).
-    assert [(c.lines, c.flush) for c in h.firewall.queue.pending] == [((), ("192.0.2.10",))] * 2
+    # connections (redirected before the sign-in, open at the sign-out).
+    assert [(c.lines, c.flush_redirected, c.flush) for c in h.firewall.queue.pending] == [
+        ((), ("192.0.2.10",), ()),
+        ((), (), ("192.0.2.10",)),
+    ]
     h.only_nft().finish(1)  # no old table
     load = h.only_nft()
     assert "02:00:00:00:01:63" in load.text and MAC1 not in load.text
     load.finish(0)
     h.clock.advance(0)
+    # The sign-out's flush ends every connection, the redirected ones too.
     assert [i.args for i in h.conntrack_running()] == [("-D", "-s", "192.0.2.10")]
 
 

@@ -247,6 +247,8 @@ class AuthorizedClients(KernelTestCase):
         # A "resolver" flow from a fixed source port, intercepted before login.
         self.assertEqual(self.udp_ask("203.0.113.53", 53, source_port=40055), "gateway:hello")
         self.assertIn("dport=53", self.conntrack_entries())
+        # And one to portald's own address, as a portal page's is: not redirected.
+        self.assertEqual(self.udp_ask("192.0.2.1", 5353, source_port=40056), "gateway:hello")
         self.authorize()
         yield firewall.applied()
         for _ in range(100):  # the flush runs just after the batch
@@ -255,6 +257,9 @@ class AuthorizedClients(KernelTestCase):
             yield deferLater(reactor, 0.05, lambda: None)
         # The same flow now reaches the real server instead of staying redirected.
         self.assertEqual(self.udp_ask("203.0.113.53", 53, source_port=40055), "internet:hello")
+        # Only redirected connections end: one that was never redirected (or
+        # was opened since the grant) is not cut.
+        self.assertIn("sport=40056", self.conntrack_entries())
 
     @inlineCallbacks
     def test_kernel_timeout_is_a_safety_net_when_portald_is_gone(self):

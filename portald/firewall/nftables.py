@@ -55,7 +55,11 @@ class _Change:
     """Some nft commands, and the client addresses whose connections to flush once they apply."""
 
     lines: tuple[str, ...]
+    # Every connection from these addresses ends (a sign-out, a pass withdrawn).
     flush: tuple[str, ...] = ()
+    # Only the connections redirected to portald end (a sign-in): one opened
+    # between the grant and the flush already goes out and must not be cut.
+    flush_redirected: tuple[str, ...] = ()
     # Devices whose IPv6 connections to flush too (every address the kernel saw them use).
     flush_devices: tuple[str, ...] = ()
 
@@ -190,8 +194,8 @@ class NftablesFirewall(Service):
         # A new login's connections were intercepted before it: flush them.
         # A session restored at start (older than this run) keeps its own.
         is_new = self._started_at is not None and session.started >= self._started_at
-        flush = (session.ip,) if sign_in.counted is not None and is_new else ()
-        self._change(lines, flush)
+        redirected = (session.ip,) if sign_in.counted is not None and is_new else ()
+        self._change(lines, redirected=redirected)
 
     def session_extended(self, session: Session) -> None:
         self._counters.extended(session)
@@ -209,15 +213,23 @@ class NftablesFirewall(Service):
         return session.remaining(self._clock.seconds())
 
     def _change(
-        self, lines: Callable[[], Iterable[str]], flush: tuple[str, ...] = (), devices: tuple[str, ...] = ()
+        self,
+        lines: Callable[[], Iterable[str]],
+        flush: tuple[str, ...] = (),
+        devices: tuple[str, ...] = (),
+        redirected: tuple[str, ...] = (),
     ) -> None:
-        """Queue C{lines()}, unless the whole load that is due will write the same from the table."""
+        """Queue C{lines()}, unless the whole load that is due will write the same from the table.
+
+        The load writes everything from portald's own state, except the IPv6
+        counters it forgets (it keeps every one it reads back).
+        """
         # At start, 50 000 restored sessions' commands (80 MB, held until the
         # load) would otherwise be made only to be dropped, and the long-lived
         # objects made between them would pin that memory's arenas for good.
         commands = () if self.queue.next_load_supersedes else tuple(lines())
-        if commands or flush or devices:
-            self.queue.add(_Change(commands, flush, devices))
+        if commands or flush or devices or redirected:
+            self.queue.add(_Change(commands, flush, flush_redirected=redirected, flush_devices=devices))
 
     # --- IAllowListObserver ---
 
@@ -251,8 +263,7 @@ class NftablesFirewall(Service):
             # The new counter starts where the old one was last read, so the
             # quota sees no reset (what came in since that reading is lost).
             lines += ruleset.count_to(self.plan, move.counter, move.start)
-        if lines:
-            self.queue.add(_Change(tuple(lines)))
+        self._change(lambda: lines)
 
     def leases_changed(self, mac_by_ip: Mapping[str, str]) -> None:
         wanted = {ip: mac for ip, mac in mac_by_ip.items() if ":" not in ip}
@@ -264,8 +275,7 @@ class NftablesFirewall(Service):
             if self._leased.get(ip) != mac:
                 lines += ruleset.lease(self.plan, ip, mac)
         self._leased = wanted
-        if lines:
-            self.queue.add(_Change(tuple(lines)))
+        self._change(lambda: lines)
 
     # --- walled garden learned from DNS ---
 
@@ -273,8 +283,7 @@ class NftablesFirewall(Service):
         lines: list[str] = []
         for learned in self._garden.learn(addresses, ttl, self._clock.seconds()):
             lines += ruleset.learn(self.plan, learned.address, learned.timeout)
-        if lines:
-            self.queue.add(_Change(tuple(lines)))
+        self._change(lambda: lines)
 
     # --- reading ---
 
@@ -341,7 +350,7 @@ class NftablesFirewall(Service):
         self.plan = plan
         self._garden.configured = plan.walled_garden
         # One transaction, in the queue's order: the sets change, nothing is rebuilt.
-        self.queue.add(_Change(tuple(ruleset.replace_walled_garden(plan))))
+        self._change(lambda: ruleset.replace_walled_garden(plan))
 
     def health(self) -> dict[str, object]:
         stats = self.stats
@@ -411,7 +420,10 @@ class NftablesFirewall(Service):
         return d.addCallback(loaded)
 
     def took_effect(self, changes: Sequence[_Change]) -> None:
-        self._flush_connections(ip for change in changes for ip in change.flush)
+        everything = dict.fromkeys(ip for change in changes for ip in change.flush)
+        self._flush_connections(everything)
+        redirected = (ip for change in changes for ip in change.flush_redirected if ip not in everything)
+        self._flush_connections(redirected, ("--dst-nat",))
         devices = {mac for change in changes for mac in change.flush_devices}
         if devices:
             self._flush_ipv6_of(devices)
@@ -424,7 +436,8 @@ class NftablesFirewall(Service):
                 ip for ip, mac in seen.items() if mac in devices and not self._table.is_authorized(mac)
             )
             self._flush_connections(addresses)
-            # Counted afresh from the device's next sign-in.
+            # Counted afresh from the device's next sign-in.  Not through
+            # _change: a whole load keeps every IPv6 counter it reads back.
             if addresses:
                 self.queue.add(_Change(tuple(ruleset.forget_ipv6(self.plan, addresses))))
 
@@ -438,9 +451,9 @@ class NftablesFirewall(Service):
 
     # --- connection tracking ---
 
-    def _flush_connections(self, ips: Iterable[str]) -> None:
+    def _flush_connections(self, ips: Iterable[str], only: tuple[str, ...] = ()) -> None:
         for ip in dict.fromkeys(ips):
-            d = self._flushes.run(self._runner.run, self._conntrack, ["-D", "-s", ip])
+            d = self._flushes.run(self._runner.run, self._conntrack, ["-D", "-s", ip, *only])
             d.addCallback(self._flushed, ip)
 
     def _flushed(self, result: ProcessResult, ip: str) -> None:
