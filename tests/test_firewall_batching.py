@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
@@ -96,6 +97,13 @@ class Harness:
 
     def conntrack_running(self) -> list[Invocation]:
         return [i for i in self.runner.running() if i.executable == CONNTRACK]
+
+
+def fired(d: Deferred) -> list:
+    """Fills with C{d}'s result once it has one (C{called} is true already while it waits on another)."""
+    results: list = []
+    d.addCallback(results.append)
+    return results
 
 
 def lines(*groups: list[str]) -> str:
@@ -208,6 +216,29 @@ def test_connections_are_flushed_only_after_the_authorization_is_in_the_kernel()
     assert h.firewall.stats.conntrack_failures == 0
 
 
+def test_applied_fires_once_the_connections_the_changes_end_are_ended() -> None:
+    h = Harness()
+    h.started()
+    h.authorize(MAC1, "192.0.2.10")
+    first = fired(h.firewall.applied())
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    (flush,) = h.conntrack_running()
+    # A guest told "signed in" now would open its next connection before the flush.
+    assert not first
+    h.authorize(MAC2, "192.0.2.20")
+    second = fired(h.firewall.applied())
+    h.clock.advance(0)
+    h.only_nft().finish(0)
+    flush.finish(0)
+    # Not held by a flush begun after it.
+    assert first and not second
+    (later,) = h.conntrack_running()
+    later.finish(1, stderr=b"conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n")
+    assert second
+    assert fired(h.firewall.applied())  # nothing under way
+
+
 def test_a_sign_out_ends_the_connections_of_every_ipv6_address_the_device_used() -> None:
     h = Harness()
     h.started()
@@ -217,6 +248,7 @@ def test_a_sign_out_ends_the_connections_of_every_ipv6_address_the_device_used()
     for flush in h.conntrack_running():
         flush.finish(0)
     h.table.deauthorize(MAC1, EndReason.LOGOUT)
+    signed_out = fired(h.firewall.applied())
     h.clock.advance(0)
     assert h.seen6_listings() == []  # not before the revoke is in the kernel
     h.only_nft().finish(0)
@@ -227,8 +259,14 @@ def test_a_sign_out_ends_the_connections_of_every_ipv6_address_the_device_used()
     listing = json.dumps({"nftables": [{"set": {"name": "seen6", "elem": seen}}]}).encode()
     (read,) = h.seen6_listings()
     read.finish(0, stdout=listing)
-    flushed = sorted(i.args for i in h.conntrack_running())
+    running = h.conntrack_running()
+    flushed = sorted(i.args for i in running)
     assert flushed == [("-D", "-s", "192.0.2.10"), ("-D", "-s", "2001:db8:1::a"), ("-D", "-s", "fe80::1")]
+    # The sign-out is in force once every one of them is done.
+    for flush in running:
+        assert not signed_out
+        flush.finish(0)
+    assert signed_out
     # Its IPv6 addresses are counted afresh at its next sign-in.
     h.clock.advance(0)
     forget = h.only_nft().text

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -109,6 +109,8 @@ class NftablesFirewall(Service):
         self._leased: dict[str, str] = {}
         # conntrack scans the whole table for each flush: a few at a time.
         self._flushes = DeferredSemaphore(4)
+        # The connection flushes of applied changes that are not done yet.
+        self._ending: set[Deferred[object]] = set()
         self._run_before_reactor = run_before_reactor
         # Where the kernel's listing is decoded: off the reactor when given (a
         # thread; 50 000 sessions' listing takes 0.4 s, in slices the reactor
@@ -365,8 +367,16 @@ class NftablesFirewall(Service):
         }
 
     def applied(self) -> Deferred[None]:
-        """Fires once every change made so far is in the kernel."""
-        return self.queue.applied()
+        """Fires once every change made so far is in the kernel, and the connections it ends are ended."""
+        # A guest told "signed out" (or "signed in") opens its next
+        # connection at once: the flush must not come after it and cut it.
+        return self.queue.applied().addCallback(lambda _: self._connections_ended())
+
+    def _connections_ended(self) -> Deferred[None]:
+        """Fires once the flushes begun so far are done (not those begun later: no waiting on churn)."""
+        if not self._ending:
+            return succeed(None)
+        return DeferredList(list(self._ending)).addCallback(lambda _: None)
 
     # --- the queue's work (IQueueWork) ---
 
@@ -421,40 +431,53 @@ class NftablesFirewall(Service):
 
     def took_effect(self, changes: Sequence[_Change]) -> None:
         everything = dict.fromkeys(ip for change in changes for ip in change.flush)
-        self._flush_connections(everything)
         redirected = (ip for change in changes for ip in change.flush_redirected if ip not in everything)
-        self._flush_connections(redirected, ("--dst-nat",))
+        ending = [self._flush_connections(everything), self._flush_connections(redirected, ("--dst-nat",))]
         devices = {mac for change in changes for mac in change.flush_devices}
         if devices:
-            self._flush_ipv6_of(devices)
+            ending.append(self._flush_ipv6_of(devices))
+        if any(ending):
+            self._track_ending(DeferredList([d for d in ending if d is not None]))
 
-    def _flush_ipv6_of(self, devices: set[str]) -> None:
+    def _track_ending(self, ending: Deferred[object]) -> None:
+        self._ending.add(ending)
+
+        def ended(result: object) -> object:
+            self._ending.discard(ending)
+            return result
+
+        ending.addBoth(ended)
+
+    def _flush_ipv6_of(self, devices: set[str]) -> Deferred[object]:
         """Signed out: each IPv6 address the kernel saw C{devices} send from ends its connections too."""
 
-        def flush(seen: Mapping[str, str]) -> None:
+        def flush(seen: Mapping[str, str]) -> Deferred[object] | None:
             addresses = sorted(
                 ip for ip, mac in seen.items() if mac in devices and not self._table.is_authorized(mac)
             )
-            self._flush_connections(addresses)
             # Counted afresh from the device's next sign-in.  Not through
             # _change: a whole load keeps every IPv6 counter it reads back.
             if addresses:
                 self.queue.add(_Change(tuple(ruleset.forget_ipv6(self.plan, addresses))))
+            return self._flush_connections(addresses)
 
         def failed(failure: Failure) -> None:
             log.warn("cannot flush IPv6 connections: {error}", error=failure.getErrorMessage())
 
-        self.ipv6_devices().addCallbacks(flush, failed)
+        return self.ipv6_devices().addCallbacks(flush, failed)
 
     def _nft_apply(self, text: str) -> Deferred[ProcessResult]:
         return self._runner.run(self._nft, ["-f", "-"], text.encode("utf-8"))
 
     # --- connection tracking ---
 
-    def _flush_connections(self, ips: Iterable[str], only: tuple[str, ...] = ()) -> None:
+    def _flush_connections(self, ips: Iterable[str], only: tuple[str, ...] = ()) -> Deferred[object] | None:
+        """Ends the connections from each of C{ips}; what fires once all are done (None if no address)."""
+        flushes = []
         for ip in dict.fromkeys(ips):
             d = self._flushes.run(self._runner.run, self._conntrack, ["-D", "-s", ip, *only])
-            d.addCallback(self._flushed, ip)
+            flushes.append(d.addCallback(self._flushed, ip))
+        return DeferredList(flushes) if flushes else None
 
     def _flushed(self, result: ProcessResult, ip: str) -> None:
         # conntrack exits 1 when there was nothing to delete.

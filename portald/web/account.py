@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.logger import Logger
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from portald.config import Config
 from portald.table import EndReason, JournalRefused
@@ -102,6 +102,20 @@ class Logout(FormTarget):
         portal = self.portal
         if mac is not None:
             portal.table.deauthorize(mac, EndReason.LOGOUT)
-        return portal.replies.message(
-            request, "You are signed out", ["This device no longer has access."], ("/", "Sign in again")
-        )
+        # Answered once the firewall has cut the device off: a page opened
+        # after "signed out" meets the portal, and is not cut by the flush.
+        gone: list[object] = []
+        request.notifyFinish().addBoth(gone.append)
+
+        def answer(_: None) -> None:
+            if gone:
+                return
+            body = portal.replies.message(
+                request, "You are signed out", ["This device no longer has access."], ("/", "Sign in again")
+            )
+            if body is not NOT_DONE_YET:
+                request.write(body)
+                request.finish()
+
+        portal.enforced_soon(ip, "sign-out").addCallback(answer)
+        return NOT_DONE_YET

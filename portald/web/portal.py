@@ -10,8 +10,9 @@ from collections import Counter
 from collections.abc import Callable
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from portald.auth.interface import Way
 from portald.config import Config
@@ -21,6 +22,11 @@ from portald.table import AuthorizationTable, EndReason
 from portald.web.forms import FormGuard
 from portald.web.intercept import Interception
 from portald.web.replies import Replies
+
+log = Logger()
+
+# How long a sign-in or sign-out answer waits for the firewall, at most.
+ENFORCED_WAIT = 2.0
 
 # Bytes (from, to) a client moved in its current session, if known.
 Usage = Callable[[str], "tuple[int, int] | None"]
@@ -33,7 +39,7 @@ class PortalHooks:
     """
     C{enforced}, if given, fires once every authorization so far is in
     force (the firewall's L{portald.firewall.IFirewall.applied}): sign-in
-    answers wait for it.  C{usage} (the limits') shows the data used on the
+    and sign-out answers wait for it.  C{usage} (the limits') shows the data used on the
     status page; C{last_ending} (the session store's) lets the sign-in page
     say why a device's last session ended.
     """
@@ -85,6 +91,26 @@ class Portal:
             if way.name == name:
                 return way
         return None
+
+    def enforced_soon(self, ip: str, what: str) -> Deferred[None]:
+        """
+        Fires once the firewall has what the table says now, or after
+        L{ENFORCED_WAIT} (logged); never fails.  An answer waits for it so
+        that the browser's next request meets the firewall as it will be.
+        """
+        if self.hooks.enforced is None:
+            return succeed(None)
+        waiting = self.hooks.enforced()
+        waiting.addTimeout(ENFORCED_WAIT, self.clock)
+        waiting.addErrback(
+            lambda failure: log.warn(
+                "answering {ip}'s {what} before the firewall confirmed it: {why}",
+                ip=ip,
+                what=what,
+                why=failure.value,
+            )
+        )
+        return waiting
 
     def count_login(self, method: str, result: str) -> None:
         self.logins[(method, result)] += 1

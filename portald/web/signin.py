@@ -27,8 +27,6 @@ log = Logger()
 # A value filled in from the query string is at most this long (a code, not a document).
 LONGEST_PREFILL = 64
 
-# The longest a sign-in answer waits for the firewall to confirm it.
-ENFORCED_WAIT = 2.0
 # The landing page says why the last session ended if it ended this recently.
 ENDING_SHOWN_FOR = 24 * 3600.0
 
@@ -218,20 +216,10 @@ class Login(FormTarget):
             portal.table.deauthorize(other, EndReason.VOUCHER_ELSEWHERE)
         if finished:
             return
-        enforced = portal.hooks.enforced
-        if enforced is None:
-            self._answer_signed_in(request, next_token, ip, finished)
-            return
         # Answer once the firewall lets the client out, so that the browser's
         # next request (often the page it wanted) is not intercepted again;
         # but never keep a person waiting long on a slow firewall.
-        waiting = enforced()
-        waiting.addTimeout(ENFORCED_WAIT, portal.clock)
-        waiting.addErrback(
-            lambda failure: log.warn(
-                "answering {ip}'s sign-in before the firewall confirmed it: {why}", ip=ip, why=failure.value
-            )
-        )
+        waiting = portal.enforced_soon(ip, "sign-in")
         waiting.addCallback(lambda _: self._answer_signed_in(request, next_token, ip, finished))
 
     def _answer_signed_in(
