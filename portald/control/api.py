@@ -38,6 +38,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from portald.control.operations import EncodedJSON, Operations, Refused
 from portald.control.vouchers import VoucherOperations
+from portald.enforced import in_force_soon
 from portald.reload import Reloader, ReloadRefused
 
 log = Logger()
@@ -96,14 +97,7 @@ class Enforcement:
 
     def settled(self) -> Deferred[None]:
         """Fires once the firewall has what was just changed, or after L{ENFORCED_WAIT} (logged); never fails."""
-        waiting = self.applied()
-        waiting.addTimeout(ENFORCED_WAIT, self.clock)
-        waiting.addErrback(
-            lambda failure: log.warn(
-                "answering a staff command before the firewall confirmed it: {why}", why=failure.value
-            )
-        )
-        return waiting
+        return in_force_soon(self.applied, self.clock, ENFORCED_WAIT, "a staff command")
 
 
 class _Call(Resource):

@@ -12,18 +12,16 @@ from collections.abc import Callable
 import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
 from portald.auth.interface import Way
 from portald.config import Config
+from portald.enforced import in_force_soon
 from portald.neighbours import Neighbours
 from portald.refusals import Refusals
 from portald.table import AuthorizationTable, EndReason
 from portald.web.forms import FormGuard
 from portald.web.intercept import Interception
 from portald.web.replies import Replies
-
-log = Logger()
 
 # How long a sign-in or sign-out answer waits for the firewall, at most.
 ENFORCED_WAIT = 2.0
@@ -100,17 +98,7 @@ class Portal:
         """
         if self.hooks.enforced is None:
             return succeed(None)
-        waiting = self.hooks.enforced()
-        waiting.addTimeout(ENFORCED_WAIT, self.clock)
-        waiting.addErrback(
-            lambda failure: log.warn(
-                "answering {ip}'s {what} before the firewall confirmed it: {why}",
-                ip=ip,
-                what=what,
-                why=failure.value,
-            )
-        )
-        return waiting
+        return in_force_soon(self.hooks.enforced, self.clock, ENFORCED_WAIT, f"{ip}'s {what}")
 
     def count_login(self, method: str, result: str) -> None:
         self.logins[(method, result)] += 1
